@@ -1,0 +1,21 @@
+"""keras-poison: data-poisoning attacks and defences for Keras image classifiers.
+
+The public API is flat: `from keras_poison import RandomFlip`.
+"""
+
+from keras_poison import datasets
+from keras_poison import metrics
+from keras_poison import models
+from keras_poison.attacks import ClassPatternNoise
+from keras_poison.attacks import PoisoningAttack
+from keras_poison.attacks import RandomFlip
+from keras_poison.attacks import TargetedFlip
+from keras_poison.attacks import confused_class_pairs
+from keras_poison.metrics import CTTResult
+from keras_poison.metrics import accuracy
+from keras_poison.metrics import cft_rate
+from keras_poison.metrics import confusion_matrix
+from keras_poison.metrics import ctt_rate
+from keras_poison.metrics import macro_f1
+
+__version__ = "0.1.0"
