@@ -492,7 +492,8 @@ def _infer_batched(y_spec, num_classes):
         # sparse labels has an unknown (or integer-typed) first dimension.
         if width is None or y_spec.dtype.is_integer:
             return True
-        return num_classes is None or width == num_classes
+        # A float vector of num_classes entries is one example's one-hot row.
+        return not (num_classes is None or width == num_classes)
     raise ValueError(
         "Expected labels to be sparse (shape () or (batch,)) or one-hot "
         f"(shape (num_classes,) or (batch, num_classes)). Received: label "

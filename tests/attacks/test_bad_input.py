@@ -1,0 +1,144 @@
+"""Bad input gets a clear error naming the argument, before any work."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_poison import ClassPatternNoise
+from keras_poison import RandomFlip
+from keras_poison import TargetedFlip
+
+X = np.zeros((6, 2, 2, 3), "float32")
+Y = np.array([0, 1, 2, 0, 1, 2])
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_rate_outside_unit_interval_is_rejected(rate):
+    with pytest.raises(ValueError, match=r"`rate` in \[0, 1\]. Received: rate="):
+        RandomFlip(rate, 3)
+    with pytest.raises(ValueError, match="`rate`"):
+        TargetedFlip({0: 1}, rate=rate)
+
+
+def test_fraction_outside_unit_interval_is_rejected():
+    with pytest.raises(ValueError, match="`fraction`"):
+        ClassPatternNoise(3, epsilon=1, fraction=2)
+
+
+def test_non_numeric_rate_is_a_type_error():
+    with pytest.raises(TypeError, match="`rate`"):
+        RandomFlip("0.2", 3)
+
+
+@pytest.mark.parametrize("num_classes", [1, 0, -3])
+def test_num_classes_below_two_is_rejected(num_classes):
+    with pytest.raises(ValueError, match=f"`num_classes` >= 2. Received: num_classes={num_classes}"):
+        RandomFlip(0.2, num_classes)
+    with pytest.raises(ValueError, match="`num_classes`"):
+        ClassPatternNoise(num_classes, epsilon=1)
+
+
+def test_missing_num_classes_is_a_type_error():
+    with pytest.raises(TypeError, match="`num_classes`"):
+        RandomFlip(0.2)
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_label_outside_range_is_rejected(bad):
+    y = Y.copy()
+    y[2] = bad
+    with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+        RandomFlip(0.2, 3).poison(X, y)
+
+
+def test_label_outside_range_in_a_stream_raises_when_iterated():
+    y = Y.copy()
+    y[4] = 7
+    ds = tf.data.Dataset.from_tensor_slices((X, y))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels in \[0, 3\)"):
+        list(RandomFlip(0.2, 3)(ds))
+
+
+def test_one_hot_width_different_from_num_classes_is_rejected():
+    y = np.eye(4, dtype="float32")[Y]
+    with pytest.raises(ValueError, match="width num_classes=3. Received: labels of width 4"):
+        RandomFlip(0.2, 3).poison(X, y)
+    ds = tf.data.Dataset.from_tensor_slices((X, y)).batch(2)
+    with pytest.raises(ValueError, match="width num_classes=3"):
+        RandomFlip(0.2, 3)(ds)
+
+
+def test_x_and_y_of_different_lengths_are_rejected():
+    with pytest.raises(ValueError, match=r"len\(x\)=6, len\(y\)=5"):
+        RandomFlip(0.2, 3).poison(X, Y[:5])
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        lambda: tf.data.Dataset.from_tensor_slices(X),
+        lambda: tf.data.Dataset.from_tensor_slices((X, Y, Y)),
+        lambda: tf.data.Dataset.from_tensor_slices({"image": X, "label": Y}),
+    ],
+    ids=["x_only", "triple", "dict"],
+)
+def test_dataset_whose_elements_are_not_pairs_is_rejected(element):
+    with pytest.raises(TypeError, match=r"\(x, y\) pairs"):
+        RandomFlip(0.2, 3)(element())
+
+
+def test_non_dataset_is_rejected_by_transform():
+    with pytest.raises(TypeError, match="tf.data.Dataset"):
+        RandomFlip(0.2, 3).transform((X, Y))
+
+
+@pytest.mark.parametrize("mapping,match", [({1: 1}, "different class"), ({0: 5}, r"in \[0, 3\)"), ({-1: 0}, ">= 0|in")])
+def test_bad_mapping_is_rejected(mapping, match):
+    with pytest.raises(ValueError, match=match):
+        TargetedFlip(mapping, rate=0.2, num_classes=3)
+
+
+def test_empty_or_malformed_mapping_is_rejected():
+    with pytest.raises(ValueError, match="at least one pair"):
+        TargetedFlip({}, rate=0.2)
+    with pytest.raises(TypeError, match="`mapping`"):
+        TargetedFlip([1, 2, 3], rate=0.2)
+
+
+@pytest.mark.parametrize("epsilon", [0, -1, float("nan")])
+def test_non_positive_epsilon_is_rejected(epsilon):
+    with pytest.raises(ValueError, match="`epsilon` > 0"):
+        ClassPatternNoise(3, epsilon=epsilon)
+
+
+def test_epsilon_below_one_grey_level_on_uint8_images_is_rejected():
+    with pytest.raises(ValueError, match="epsilon"):
+        ClassPatternNoise(3, epsilon=0.5).poison(X.astype("uint8"), Y)
+
+
+def test_inverted_value_range_is_rejected():
+    with pytest.raises(ValueError, match=r"low < high. Received: value_range=\(1, 0\)"):
+        ClassPatternNoise(3, epsilon=0.1, value_range=(1, 0))
+
+
+def test_images_outside_the_value_range_are_rejected():
+    with pytest.raises(ValueError, match="value_range"):
+        ClassPatternNoise(3, epsilon=0.1).poison(X + 3.0, Y)
+
+
+@pytest.mark.parametrize("cm", [np.ones((3, 4)), np.ones(3), np.ones((1, 1)), -np.ones((3, 3))])
+def test_bad_confusion_matrix_is_rejected(cm):
+    with pytest.raises(ValueError, match="`confusion_matrix`"):
+        TargetedFlip.from_confusion_matrix(cm)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "a"])
+def test_bad_seed_is_rejected(seed):
+    with pytest.raises((ValueError, TypeError), match="`seed`"):
+        RandomFlip(0.2, 3, seed=seed)
+
+
+def test_num_examples_smaller_than_the_stream_raises_when_iterated():
+    ds = tf.data.Dataset.from_tensor_slices((X, Y)).batch(2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_examples"):
+        list(RandomFlip(0.2, 3).transform(ds, num_examples=4))
