@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -105,7 +104,20 @@ def stream_peak_rss(kind, n):
     if kind != "clean":
         source = source.apply(make_attacks()[kind])
     consume(source.batch(BATCH))
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_rss_mb": own_peak_rss_mb()}))
+
+
+def own_peak_rss_mb():
+    """This process's peak RSS (VmHWM), in MB.
+
+    `getrusage().ru_maxrss` is not used: Linux carries it over `exec` from
+    the parent, so a child would report the parent's peak.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def measure_memory(n):
