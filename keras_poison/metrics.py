@@ -14,6 +14,8 @@ import dataclasses
 import numpy as np
 from sklearn import metrics as sk_metrics
 
+from keras_poison._validation import validate_num_classes
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CTTResult:
@@ -289,19 +291,7 @@ def _prepare(arrays, num_classes):
     Returns the converted arrays (in the order given) and the number of
     classes, checked against `num_classes` or inferred from the data.
     """
-    if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(
-            num_classes, (int, np.integer)
-        ):
-            raise TypeError(
-                "Expected `num_classes` to be an integer or None. "
-                f"Received: num_classes={num_classes!r}"
-            )
-        if num_classes < 2:
-            raise ValueError(
-                f"Expected `num_classes` >= 2. Received: num_classes={num_classes}"
-            )
-        num_classes = int(num_classes)
+    num_classes = validate_num_classes(num_classes, allow_none=True)
 
     labels = {}
     widths = {}

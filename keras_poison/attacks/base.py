@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import validate_num_classes
 from keras_poison.attacks import keyed_random
 
 # Unbatched datasets are poisoned in blocks of this many examples: one
@@ -30,38 +31,6 @@ from keras_poison.attacks import keyed_random
 _BLOCK_SIZE = 512
 # The NumPy path works through the arrays in chunks to bound peak memory.
 _NUMPY_CHUNK = 4096
-
-
-def validate_rate(name, value):
-    """Returns `value` as a float in [0, 1], or raises naming `name`."""
-    if isinstance(value, bool) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(
-            f"Expected `{name}` to be a number in [0, 1]. "
-            f"Received: {name}={value!r} of type {type(value).__name__}"
-        )
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"Expected `{name}` in [0, 1]. Received: {name}={value}")
-    return float(value)
-
-
-def validate_num_classes(num_classes, allow_none=False):
-    """Returns `num_classes` as an int >= 2 (or None when allowed)."""
-    if num_classes is None and allow_none:
-        return None
-    if isinstance(num_classes, bool) or not isinstance(
-        num_classes, (int, np.integer)
-    ):
-        raise TypeError(
-            "Expected `num_classes` to be an int >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    if num_classes < 2:
-        raise ValueError(
-            f"Expected `num_classes` >= 2. Received: num_classes={num_classes}"
-        )
-    return int(num_classes)
 
 
 class PoisoningAttack(abc.ABC):

@@ -11,11 +11,11 @@ to their corresponding paired class" (targeted flipping).
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import validate_num_classes
+from keras_poison._validation import validate_rate
 from keras_poison.attacks import keyed_random
 from keras_poison.attacks.base import PoisoningAttack
 from keras_poison.attacks.base import register
-from keras_poison.attacks.base import validate_num_classes
-from keras_poison.attacks.base import validate_rate
 
 
 @register
