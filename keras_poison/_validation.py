@@ -17,19 +17,19 @@ def validate_rate(name, value):
     return float(value)
 
 
+def validate_int(name, value, minimum):
+    """Returns `value` as a Python int >= `minimum`, or raises naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"Expected `{name}` to be an int >= {minimum}. Received: {name}={value!r}"
+        )
+    if value < minimum:
+        raise ValueError(f"Expected `{name}` >= {minimum}. Received: {name}={value}")
+    return int(value)
+
+
 def validate_num_classes(num_classes, allow_none=False):
     """Returns `num_classes` as an int >= 2 (or None when allowed)."""
     if num_classes is None and allow_none:
         return None
-    if isinstance(num_classes, bool) or not isinstance(
-        num_classes, (int, np.integer)
-    ):
-        raise TypeError(
-            "Expected `num_classes` to be an int >= 2. "
-            f"Received: num_classes={num_classes!r}"
-        )
-    if num_classes < 2:
-        raise ValueError(
-            f"Expected `num_classes` >= 2. Received: num_classes={num_classes}"
-        )
-    return int(num_classes)
+    return validate_int("num_classes", num_classes, 2)

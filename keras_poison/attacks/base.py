@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import validate_int
 from keras_poison._validation import validate_num_classes
 from keras_poison.attacks import keyed_random
 
@@ -249,7 +250,7 @@ class PoisoningAttack(abc.ABC):
                 stacklevel=2,
             )
         else:
-            num_examples = _validate_num_examples(num_examples)
+            num_examples = validate_int("num_examples", num_examples, 0)
 
         def poison(index, x, y):
             x_new, y_new, mask = self._poison_block(
@@ -347,6 +348,8 @@ class PoisoningAttack(abc.ABC):
         self._check_images(x)
 
         n = len(x)
+        if n == 0:
+            return x.copy(), y.copy(), np.zeros((0,), dtype=bool)
         x_parts, y_parts, mask_parts = [], [], []
         for start in range(0, n, _NUMPY_CHUNK):
             stop = min(start + _NUMPY_CHUNK, n)
@@ -360,8 +363,6 @@ class PoisoningAttack(abc.ABC):
             x_parts.append(x_new.numpy())
             y_parts.append(y_new.numpy())
             mask_parts.append(mask.numpy())
-        if n == 0:
-            return x.copy(), y.copy(), np.zeros((0,), dtype=bool)
         return (
             np.concatenate(x_parts),
             np.concatenate(y_parts),
@@ -479,18 +480,3 @@ def _label_is_one_hot(example_rank, y_spec):
         "Expected each example's label to be a scalar (sparse) or a vector "
         f"(one-hot). Received: label spec {y_spec}"
     )
-
-
-def _validate_num_examples(num_examples):
-    if isinstance(num_examples, bool) or not isinstance(
-        num_examples, (int, np.integer)
-    ):
-        raise TypeError(
-            "Expected `num_examples` to be an int >= 0. "
-            f"Received: num_examples={num_examples!r}"
-        )
-    if num_examples < 0:
-        raise ValueError(
-            f"Expected `num_examples` >= 0. Received: num_examples={num_examples}"
-        )
-    return int(num_examples)
