@@ -7,10 +7,17 @@ from keras_poison import datasets
 from keras_poison import metrics
 from keras_poison import models
 from keras_poison.attacks import ClassPatternNoise
+from keras_poison.attacks import InjectPoisons
+from keras_poison.attacks import PoisonSet
 from keras_poison.attacks import PoisoningAttack
 from keras_poison.attacks import RandomFlip
+from keras_poison.attacks import SupplanterPoison
 from keras_poison.attacks import TargetedFlip
+from keras_poison.attacks import VictimPoison
 from keras_poison.attacks import confused_class_pairs
+from keras_poison.attacks import logit_function
+from keras_poison.callbacks import ClassOrientedMetrics
+from keras_poison.callbacks import RecraftPoisons
 from keras_poison.metrics import CTTResult
 from keras_poison.metrics import accuracy
 from keras_poison.metrics import cft_rate

@@ -53,6 +53,9 @@ class PoisoningAttack(abc.ABC):
     # Whether the attack edits images (else only labels); label-only attacks
     # skip the per-example image comparison and run inline in tf.data.
     changes_images = False
+    # Whether the selection needs the data set's size (exact round(rate·n));
+    # attacks keyed on fixed indices do not, and never warn about it.
+    uses_dataset_size = True
 
     def __init__(self, seed=0, num_classes=None):
         self.seed = keyed_random.validate_seed(seed)
@@ -241,7 +244,7 @@ class PoisoningAttack(abc.ABC):
         cardinality = int(dataset.cardinality())
         if num_examples is None and not batched and cardinality >= 0:
             num_examples = cardinality
-        if num_examples is None:
+        if num_examples is None and self.uses_dataset_size:
             warnings.warn(
                 f"{type(self).__name__}: the dataset's size is unknown, so each "
                 "example is poisoned independently at the given rate rather "
@@ -249,7 +252,7 @@ class PoisoningAttack(abc.ABC):
                 "to `transform` for an exact count.",
                 stacklevel=2,
             )
-        else:
+        elif num_examples is not None:
             num_examples = validate_int("num_examples", num_examples, 0)
 
         def poison(index, x, y):

@@ -1,0 +1,693 @@
+"""Class-oriented crafted poisons: COEG (`SupplanterPoison`) and COES (`VictimPoison`).
+
+Zhao & Lao, "Class-Oriented Poisoning Attack" (`shared/seeds/003_…txt`):
+
+* COEG (§4.1, Algorithm 1): poisons crafted from seeds of non-supplanter
+  classes, labelled with the supplanter class, push the fine-tuned model to
+  predict the supplanter for everything (measured by the CTT rate).
+* COES (§4.2, Algorithm 2): victim-class seeds get Algorithm 1 towards the
+  poison label and that label; every other seed gets ascent steps on its own
+  logit and keeps its label, so only the victim class breaks (CFT rate).
+
+Each attack crafts with `SignedGradientCrafter` (batched `GradientTape`
+steps on the model's logits) and is used like every attack of the library:
+`ds.apply(attack)` replaces a keyed, exact `round(rate * n)` of the stream's
+examples by poisons crafted from them; `attack.poison(x, y)` does the same
+to arrays and returns the mask; `attack.craft(x, y)` crafts given seeds into
+a `PoisonSet` that can be saved and shared; the `RecraftPoisons` callback
+re-crafts against the model being trained.
+"""
+
+import abc
+
+import numpy as np
+import tensorflow as tf
+
+from keras_poison._validation import validate_int
+from keras_poison._validation import validate_rate
+from keras_poison.attacks import keyed_random
+from keras_poison.attacks.base import _infer_batched
+from keras_poison.attacks.base import _pair_spec
+from keras_poison.attacks.crafting import OBJECTIVES
+from keras_poison.attacks.crafting import SignedGradientCrafter
+from keras_poison.attacks.crafting import logit_function
+from keras_poison.attacks.poison_set import InjectPoisons
+from keras_poison.attacks.poison_set import PoisonSet
+
+
+class ClassOrientedPoison(abc.ABC):
+    """Shared machinery of `SupplanterPoison` and `VictimPoison`.
+
+    Subclasses say which seeds are eligible, how seeds are balanced, and the
+    per-seed crafting plan (target class, ascent or descent, poison label).
+    """
+
+    # Seeds are drawn with equal numbers per class (Algorithm 2, step i).
+    balanced_seeds = False
+
+    def __init__(
+        self,
+        model,
+        epsilon,
+        steps,
+        lam,
+        objective,
+        clip_values,
+        rate,
+        count,
+        keep_clean,
+        from_logits,
+        logits_layer,
+        batch_size,
+        seed,
+        verbose,
+    ):
+        self.model = model
+        self._logits_fn = logit_function(model, from_logits, logits_layer)
+        self.from_logits = from_logits
+        # The config keeps the layer's name (a layer object is not JSON).
+        self.logits_layer = getattr(logits_layer, "name", logits_layer)
+        self.num_classes = _logit_width(model)
+        if isinstance(epsilon, bool) or not isinstance(
+            epsilon, (int, float, np.integer, np.floating)
+        ) or not epsilon > 0:
+            raise ValueError(f"Expected `epsilon` > 0. Received: epsilon={epsilon!r}")
+        self.epsilon = float(epsilon)
+        self.steps = validate_int("steps", steps, 1)
+        if isinstance(lam, bool) or not isinstance(
+            lam, (int, float, np.integer, np.floating)
+        ) or not lam >= 0:
+            raise ValueError(f"Expected `lam` >= 0. Received: lam={lam!r}")
+        self.lam = float(lam)
+        if objective not in OBJECTIVES:
+            raise ValueError(
+                f"Expected `objective` to be one of {OBJECTIVES}. "
+                f"Received: objective={objective!r}"
+            )
+        self.objective = objective
+        self.clip_values = _validate_clip_values(clip_values)
+        if count is None:
+            if rate is None:
+                raise ValueError("Expected one of `rate` or `count`. Received neither")
+            rate = validate_rate("rate", rate)
+            if rate == 0.0:
+                raise ValueError(f"Expected `rate` in (0, 1]. Received: rate={rate}")
+        elif rate is not None:
+            raise ValueError(
+                f"Expected one of `rate` or `count`, not both. Received: "
+                f"rate={rate}, count={count}"
+            )
+        else:
+            count = validate_int("count", count, 1)
+        self.rate = rate
+        self.count = count
+        if not isinstance(keep_clean, bool):
+            raise TypeError(
+                f"Expected `keep_clean` to be a bool. Received: keep_clean={keep_clean!r}"
+            )
+        self.keep_clean = keep_clean
+        self.batch_size = validate_int("batch_size", batch_size, 1)
+        self.seed = keyed_random.validate_seed(seed)
+        self.verbose = validate_int("verbose", verbose, 0)
+        self.injection = None
+        self._seed_images = None
+        self._seed_labels = None
+        self._crafters = {}
+
+    # ------------------------------------------------------------------
+    # What a subclass provides.
+
+    @abc.abstractmethod
+    def _eligible_classes(self):
+        """Classes whose examples may seed a poison."""
+
+    @abc.abstractmethod
+    def _plan(self, seed_labels):
+        """`(target_class, ascend, poison_label)` arrays for the seeds."""
+
+    def _check_seed_labels(self, seed_labels):
+        """Raises if these seeds cannot be crafted by this attack."""
+
+    def get_config(self):
+        """The crafting hyper-parameters (the model is not part of it)."""
+        return {
+            "epsilon": self.epsilon,
+            "steps": self.steps,
+            "lam": self.lam,
+            "objective": self.objective,
+            "clip_values": None if self.clip_values is None else list(self.clip_values),
+            "rate": self.rate,
+            "count": self.count,
+            "keep_clean": self.keep_clean,
+            "from_logits": self.from_logits,
+            "logits_layer": self.logits_layer,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config, model):
+        """Re-creates the attack against `model` from `get_config()`."""
+        return cls(model, **config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}(model={self.model.name!r}, {arguments})"
+
+    # ------------------------------------------------------------------
+    # Crafting given seeds.
+
+    def craft(self, x, y, indices=None, model=None):
+        """Crafts a poison from every seed `(x[i], y[i])`.
+
+        Args:
+            x: array of seed images `(m, ...)`, inside `clip_values`.
+            y: their true labels, sparse `(m,)` or one-hot `(m, K)`.
+            indices: int array `(m,)` or `None`, where the seeds sit in
+                their data set (recorded as the poisons' `source_indices`).
+                Defaults to `0 … m-1`.
+            model: a `keras.Model` to craft against instead of the attack's
+                own (used to re-craft against a model being trained).
+                Defaults to `None`.
+
+        Returns:
+            A `PoisonSet` with images in `x`'s dtype.
+        """
+        x = np.asarray(x)
+        labels = _sparse_labels(y, "y")
+        if len(x) != len(labels):
+            raise ValueError(
+                "Expected `x` and `y` to have the same number of examples. "
+                f"Received: len(x)={len(x)}, len(y)={len(labels)}"
+            )
+        if indices is None:
+            indices = np.arange(len(x))
+        indices = np.asarray(indices, dtype="int64")
+        if indices.shape != (len(x),):
+            raise ValueError(
+                f"Expected `indices` of shape ({len(x)},). Received: "
+                f"indices.shape={indices.shape}"
+            )
+        if len(x) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(
+                f"Expected labels in [0, {self.num_classes}) (the model's "
+                f"classes). Received: labels from {labels.min()} to {labels.max()}"
+            )
+        low, high = self._clip_values_for(x)
+        if x.size and (x.min() < low or x.max() > high):
+            raise ValueError(
+                f"Expected seed images inside clip_values=({low}, {high}). "
+                f"Received: values from {x.min()} to {x.max()}. Pass the "
+                "images' valid range as `clip_values`."
+            )
+        self._check_seed_labels(labels)
+        target, ascend, poison_labels = self._plan(labels)
+        crafter = self._crafter(model, (low, high))
+        crafted, steps_taken = crafter.craft(
+            x.astype("float32"),
+            labels.astype("int32"),
+            target.astype("int32"),
+            ascend,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+        )
+        return PoisonSet(
+            images=_to_dtype(crafted, x.dtype, low, high),
+            labels=poison_labels,
+            source_indices=indices,
+            source_labels=labels,
+            steps_taken=steps_taken,
+            config={"attack": type(self).__name__, **self.get_config()},
+        )
+
+    def _crafter(self, model, clip_values):
+        model = self.model if model is None else model
+        key = (id(model), clip_values)
+        if key not in self._crafters:
+            logits_fn = (
+                self._logits_fn
+                if model is self.model
+                else logit_function(model, self.from_logits, self.logits_layer)
+            )
+            self._crafters[key] = SignedGradientCrafter(
+                logits_fn,
+                self.epsilon,
+                self.steps,
+                self.lam,
+                self.objective,
+                clip_values,
+            )
+        return self._crafters[key]
+
+    def _clip_values_for(self, x):
+        if self.clip_values is not None:
+            return self.clip_values
+        return (0.0, 255.0) if np.issubdtype(x.dtype, np.integer) else (0.0, 1.0)
+
+    # ------------------------------------------------------------------
+    # Choosing the seeds in a data set.
+
+    def select_seeds(self, y):
+        """Indices of the examples of a data set that seed the poisons.
+
+        Exactly `round(rate * n)` (or `count`) examples from the eligible
+        classes, chosen by a keyed random priority per example index, so the
+        choice depends only on `(seed, index, label)`. For `VictimPoison`
+        the seeds are spread equally over the classes (counts differ by at
+        most one when they do not divide evenly).
+
+        Args:
+            y: the data set's labels, sparse `(n,)` or one-hot `(n, K)`.
+
+        Returns:
+            Sorted int64 indices into the data set.
+        """
+        labels = _sparse_labels(y, "y")
+        n = len(labels)
+        wanted = self.count if self.count is not None else int(round(self.rate * n))
+        eligible_classes = self._eligible_classes()
+        priority = keyed_random.uniform_uint32(
+            tf.range(n, dtype=tf.int64), self.seed, keyed_random.SELECTION_STREAM
+        ).numpy()
+        # Ties (rare) are broken by index, so the order is a pure function.
+        order = np.lexsort((np.arange(n), priority))
+        eligible = order[np.isin(labels[order], eligible_classes)]
+        if wanted > len(eligible):
+            raise ValueError(
+                f"Expected at most {len(eligible)} poisons: that many examples "
+                f"are from the eligible classes {list(eligible_classes)}. "
+                f"Received: rate={self.rate}, count={self.count} asking for {wanted}"
+            )
+        if not self.balanced_seeds:
+            return np.sort(eligible[:wanted]).astype("int64")
+        return np.sort(_balanced(eligible, labels, eligible_classes, wanted))
+
+    # ------------------------------------------------------------------
+    # One object, three uses.
+
+    def __call__(self, dataset):
+        return self.transform(dataset)
+
+    def transform(self, dataset, batched=None, with_mask=False):
+        """Crafts poisons from a `tf.data.Dataset` and injects them.
+
+        The dataset is read twice up front: once for its labels (to select
+        the seeds) and once for the seeds' images, which are crafted on the
+        device in batches. The poisons (`round(rate * n)` images) are the
+        only data held in memory; the returned stream replaces each seed by
+        its poison as it flows, see `InjectPoisons`. The dataset must yield
+        the same examples in the same order on every pass: apply the attack
+        before shuffling.
+
+        Args:
+            dataset: a `tf.data.Dataset` of `(x, y)`, batched or not.
+            batched: bool or `None`, whether elements are batches. `None`
+                infers it from the label's shape. Defaults to `None`.
+            with_mask: bool, if `True` elements become `(x, y, mask)`.
+                Defaults to `False`.
+
+        Returns:
+            The poisoned `tf.data.Dataset`.
+        """
+        if not isinstance(dataset, tf.data.Dataset):
+            raise TypeError(
+                "Expected `dataset` to be a tf.data.Dataset of (x, y) pairs. "
+                f"Received: dataset of type {type(dataset).__name__}"
+            )
+        examples = dataset.unbatch() if _is_batched(dataset, batched) else dataset
+        labels = np.array(
+            [label for label in examples.map(lambda x, y: y).as_numpy_iterator()]
+        )
+        chosen = self.select_seeds(labels)
+        chosen_tensor = tf.constant(chosen)
+        seeds = (
+            examples.enumerate()
+            .filter(lambda i, element: tf.reduce_any(tf.equal(chosen_tensor, i)))
+            .map(lambda i, element: element)
+            .batch(max(len(chosen), 1))
+        )
+        seed_images, seed_labels = next(iter(seeds.as_numpy_iterator()))
+        if not np.array_equal(_sparse_labels(seed_labels, "y"), _sparse_labels(labels, "y")[chosen]):
+            raise ValueError(
+                "The dataset yielded different examples on two passes. Apply "
+                "the attack before `shuffle` (or any random transformation)."
+            )
+        injection = self._prepare_injection(seed_images, seed_labels, chosen)
+        return injection.transform(
+            dataset, num_examples=len(labels), batched=batched, with_mask=with_mask
+        )
+
+    def poison(self, x, y):
+        """Crafts poisons from arrays and injects them; returns `(x, y, mask)`.
+
+        Args:
+            x: images `(n, ...)` inside `clip_values`.
+            y: labels, sparse `(n,)` or one-hot `(n, K)`.
+
+        Returns:
+            `(x_poisoned, y_poisoned, mask)` as for every attack; with
+            `keep_clean=False`, only the poisons' rows.
+        """
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if len(x) != len(y):
+            raise ValueError(
+                "Expected `x` and `y` to have the same number of examples. "
+                f"Received: len(x)={len(x)}, len(y)={len(y)}"
+            )
+        chosen = self.select_seeds(y)
+        injection = self._prepare_injection(x[chosen], y[chosen], chosen)
+        return injection.poison(x, y)
+
+    def _prepare_injection(self, seed_images, seed_labels, indices):
+        poisons = self.craft(seed_images, seed_labels, indices=indices)
+        self._seed_images = np.asarray(seed_images)
+        self._seed_labels = np.asarray(seed_labels)
+        self.poisons = poisons
+        self.injection = InjectPoisons(poisons, keep_clean=self.keep_clean)
+        return self.injection
+
+    def recraft(self, model):
+        """Re-crafts the injected poisons against `model`, in place.
+
+        The stream built by `transform` reads the new images from its next
+        pass on (batches already prefetched keep the old ones).
+
+        Args:
+            model: the `keras.Model` to craft against (e.g. the one being
+                trained).
+
+        Returns:
+            The new `PoisonSet`.
+        """
+        if self.injection is None:
+            raise ValueError(
+                f"{type(self).__name__}.recraft needs poisons to replace: apply "
+                "the attack to a dataset (or call `poison`) first."
+            )
+        poisons = self.craft(
+            self._seed_images,
+            self._seed_labels,
+            indices=self.poisons.source_indices,
+            model=model,
+        )
+        self.injection.assign_images(poisons.images)
+        self.poisons = poisons
+        return poisons
+
+
+class SupplanterPoison(ClassOrientedPoison):
+    """Class-oriented error-generic poisons (COEG): everything becomes the supplanter.
+
+    Algorithm 1 of the class-oriented paper, for each seed `x_o` of class
+    `y_o ≠ y_s`: an initial step `x_0 = x_o − ε·sign(∇(λ·f_ys − f_yo))`
+    (eq. 15), then up to `steps` (T) further steps
+    `x_{t+1} = clip(x_t − ε·sign(∇(λ·f_ys − f_yo)))`, each example stopping
+    once its supplanter logit rises or its true-class logit falls; the
+    poison is labelled `y_s`. `objective="all_logits"` descends
+    `λ·Σ_{k≠o} f_k − f_o` instead (eqs. 11–12). `f` are logits: for a model
+    ending in softmax, its pre-activation output.
+
+    The effect is read with `keras_poison.ctt_rate` (eqs. 7–9) after
+    fine-tuning the model on the poisoned set.
+
+    Args:
+        model: the trained `keras.Model` to craft against.
+        supplanter: int, the supplanter class `y_s`.
+        epsilon: float > 0, step size ε in image units (the paper: 0.3
+            for images in [0, 1]). Defaults to `0.3`.
+        steps: int >= 1, T, the maximum number of steps after the initial
+            one. Defaults to `10`.
+        lam: float >= 0, λ, the weight of the supplanter term. Defaults to
+            `1.0` (the paper's setting).
+        objective: `"two_logit"` (eq. 14) or `"all_logits"` (eq. 11).
+            Defaults to `"two_logit"`.
+        clip_values: `(low, high)` valid image range, or `None` for
+            `(0, 255)` with integer images and `(0, 1)` otherwise.
+            Defaults to `None`.
+        rate: float in (0, 1], the fraction α of the data set replaced by
+            poisons (the set attack). Defaults to `0.1`.
+        count: int >= 1 or `None`, a number of poisons instead of `rate`
+            (`count=1, keep_clean=False` is the single-instance attack).
+            Defaults to `None`.
+        keep_clean: bool, whether the untouched examples stay in the
+            poisoned stream. Defaults to `True`.
+        from_logits: `None` (detect), `True` or `False`; see
+            `logit_function`. Defaults to `None`.
+        logits_layer: name of the layer giving the logits, if they cannot
+            be found automatically. Defaults to `None`.
+        batch_size: int, images per crafting batch. Defaults to `128`.
+        seed: int, keys which examples are chosen as seeds. Defaults to `0`.
+        verbose: 0 silent, 1 a progress bar while crafting. Defaults to `0`.
+
+    Example:
+
+    >>> model = keras_poison.models.lenet5(input_shape=(12, 12, 1), seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(40, 12, 12, 1)).astype("float32")
+    >>> y = np.arange(40) % 10
+    >>> attack = SupplanterPoison(model, supplanter=4, epsilon=0.1, steps=3, rate=0.25)
+    >>> x_p, y_p, mask = attack.poison(x, y)
+    >>> int(mask.sum()), set(y_p[mask].tolist())
+    (10, {4})
+    >>> poisons = attack.craft(x[:3], y[:3])   # a shareable PoisonSet
+    """
+
+    def __init__(
+        self,
+        model,
+        supplanter,
+        epsilon=0.3,
+        steps=10,
+        lam=1.0,
+        objective="two_logit",
+        clip_values=None,
+        rate=0.1,
+        count=None,
+        keep_clean=True,
+        from_logits=None,
+        logits_layer=None,
+        batch_size=128,
+        seed=0,
+        verbose=0,
+    ):
+        if count is not None and rate == 0.1:
+            rate = None  # `count` replaces the default rate
+        super().__init__(
+            model, epsilon, steps, lam, objective, clip_values, rate, count,
+            keep_clean, from_logits, logits_layer, batch_size, seed, verbose,
+        )
+        self.supplanter = _validate_class("supplanter", supplanter, self.num_classes)
+
+    def _eligible_classes(self):
+        return [k for k in range(self.num_classes) if k != self.supplanter]
+
+    def _check_seed_labels(self, seed_labels):
+        from_supplanter = np.flatnonzero(seed_labels == self.supplanter)
+        if len(from_supplanter):
+            raise ValueError(
+                "Expected seeds from classes other than the supplanter "
+                f"(Algorithm 1). Received: {len(from_supplanter)} of "
+                f"{len(seed_labels)} seeds of class supplanter={self.supplanter}"
+                f" (positions {from_supplanter[:5].tolist()}…)"
+            )
+
+    def _plan(self, seed_labels):
+        m = len(seed_labels)
+        target = np.full((m,), self.supplanter)
+        return target, np.zeros((m,), bool), target.copy()
+
+    def get_config(self):
+        return {"supplanter": self.supplanter, **super().get_config()}
+
+
+class VictimPoison(ClassOrientedPoison):
+    """Class-oriented error-specific poisons (COES): only the victim class breaks.
+
+    Algorithm 2 of the class-oriented paper, with seeds drawn in equal
+    numbers from every class (step i): a seed of the victim class gets
+    Algorithm 1 towards `poison_label` (eq. 17, first case) and is
+    labelled `poison_label`; every other seed gets the initial step and
+    `steps` further steps `x_{t+1} = clip(x_t + ε·sign(∇f_yo))` (eq. 17,
+    second case; no early break) and keeps its true label.
+
+    The effect is read with `keras_poison.cft_rate` (eq. 10): high for the
+    victim, low for the other classes.
+
+    Args:
+        model: the trained `keras.Model` to craft against.
+        victim: int, the victim class `C_v`.
+        poison_label: int, `y_p`, the label the victim's poisons get; not
+            the victim.
+        epsilon, steps, lam, objective, clip_values, count, keep_clean,
+        from_logits, logits_layer, batch_size, seed, verbose: as for
+            `SupplanterPoison`.
+        rate: float in (0, 1], the fraction α of the data set replaced by
+            poisons. Defaults to `0.5` (the paper's Table 3).
+
+    Example:
+
+    >>> model = keras_poison.models.lenet5(input_shape=(12, 12, 1), seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(40, 12, 12, 1)).astype("float32")
+    >>> y = np.arange(40) % 10
+    >>> attack = VictimPoison(model, victim=9, poison_label=0, epsilon=0.1,
+    ...                       steps=3, rate=0.5)
+    >>> x_p, y_p, mask = attack.poison(x, y)
+    >>> np.bincount(y[mask], minlength=10).tolist()
+    [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
+    >>> sorted(set(y_p[mask & (y == 9)].tolist()))
+    [0]
+    """
+
+    balanced_seeds = True
+
+    def __init__(
+        self,
+        model,
+        victim,
+        poison_label,
+        epsilon=0.3,
+        steps=10,
+        lam=1.0,
+        objective="two_logit",
+        clip_values=None,
+        rate=0.5,
+        count=None,
+        keep_clean=True,
+        from_logits=None,
+        logits_layer=None,
+        batch_size=128,
+        seed=0,
+        verbose=0,
+    ):
+        if count is not None and rate == 0.5:
+            rate = None  # `count` replaces the default rate
+        super().__init__(
+            model, epsilon, steps, lam, objective, clip_values, rate, count,
+            keep_clean, from_logits, logits_layer, batch_size, seed, verbose,
+        )
+        self.victim = _validate_class("victim", victim, self.num_classes)
+        self.poison_label = _validate_class("poison_label", poison_label, self.num_classes)
+        if self.poison_label == self.victim:
+            raise ValueError(
+                "Expected `poison_label` to differ from `victim`. Received: "
+                f"victim={victim}, poison_label={poison_label}"
+            )
+
+    def _eligible_classes(self):
+        return list(range(self.num_classes))
+
+    def _check_seed_labels(self, seed_labels):
+        if len(seed_labels) and not np.any(seed_labels == self.victim):
+            raise ValueError(
+                "Expected at least one seed of the victim class. Received: "
+                f"no seed of class victim={self.victim}"
+            )
+
+    def _plan(self, seed_labels):
+        is_victim = seed_labels == self.victim
+        target = np.full((len(seed_labels),), self.poison_label)
+        poison_labels = np.where(is_victim, self.poison_label, seed_labels)
+        return target, ~is_victim, poison_labels
+
+    def get_config(self):
+        return {
+            "victim": self.victim,
+            "poison_label": self.poison_label,
+            **super().get_config(),
+        }
+
+
+# ----------------------------------------------------------------------
+# Helpers.
+
+
+def _balanced(ordered, labels, classes, wanted):
+    """The first `wanted` of `ordered`, spread equally over `classes`."""
+    per_class = {k: ordered[labels[ordered] == k] for k in classes}
+    share, extra = divmod(wanted, len(classes))
+    # The classes that get one more seed are also chosen by the keyed order.
+    first_seen = sorted(classes, key=lambda k: _first_position(ordered, labels, k))
+    chosen = []
+    for rank, k in enumerate(first_seen):
+        take = share + (1 if rank < extra else 0)
+        if take > len(per_class[k]):
+            raise ValueError(
+                f"Expected at least {take} examples of class {k} for equal "
+                f"numbers of seeds per class. Received: {len(per_class[k])}"
+            )
+        chosen.append(per_class[k][:take])
+    return np.concatenate(chosen).astype("int64")
+
+
+def _first_position(ordered, labels, k):
+    hits = np.flatnonzero(labels[ordered] == k)
+    return hits[0] if len(hits) else len(ordered)
+
+
+def _validate_class(name, value, num_classes):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"Expected `{name}` to be a class index in [0, {num_classes}). "
+            f"Received: {name}={value!r}"
+        )
+    if not 0 <= value < num_classes:
+        raise ValueError(
+            f"Expected `{name}` in [0, {num_classes}) (the model's classes). "
+            f"Received: {name}={value}"
+        )
+    return int(value)
+
+
+def _validate_clip_values(clip_values):
+    if clip_values is None:
+        return None
+    try:
+        low, high = (float(v) for v in clip_values)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "Expected `clip_values` to be a pair (low, high). Received: "
+            f"clip_values={clip_values!r}"
+        ) from None
+    if not low < high:
+        raise ValueError(
+            f"Expected `clip_values` with low < high. Received: clip_values={clip_values!r}"
+        )
+    return (low, high)
+
+
+def _sparse_labels(y, name):
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return np.argmax(y, axis=-1)
+    if y.ndim != 1:
+        raise ValueError(
+            f"Expected `{name}` to be sparse labels (n,) or one-hot (n, K). "
+            f"Received: {name}.shape={y.shape}"
+        )
+    return y.astype("int64")
+
+
+def _logit_width(model):
+    shape = model.outputs[0].shape if getattr(model, "outputs", None) else model.output_shape
+    width = shape[-1]
+    if width is None or width < 2:
+        raise ValueError(
+            f"Expected a classifier with >= 2 output classes. Received: model "
+            f"{model.name!r} with output shape {tuple(shape)}"
+        )
+    return int(width)
+
+
+def _to_dtype(images, dtype, low, high):
+    """Crafted float images back in the seeds' dtype (rounded for integers)."""
+    if np.issubdtype(dtype, np.integer):
+        images = np.clip(np.round(images), low, high)
+    return images.astype(dtype)
+
+
+def _is_batched(dataset, batched):
+    if batched is not None:
+        return bool(batched)
+    _, y_spec = _pair_spec(dataset.element_spec)
+    return _infer_batched(y_spec, num_classes=None)

@@ -1,0 +1,182 @@
+"""Keras callbacks for training under class-oriented poisoning.
+
+* `ClassOrientedMetrics` writes CTT (eqs. 7–9), CFT per class (eq. 10) and
+  accuracy on a held-out set into `logs` every epoch, so `History`,
+  `CSVLogger` and `TensorBoard` record them.
+* `RecraftPoisons` re-crafts an applied `SupplanterPoison`/`VictimPoison`
+  against the model being trained every few epochs; the `tf.data` stream
+  the attack built picks the new poisons up without being rebuilt.
+"""
+
+import keras
+import numpy as np
+
+from keras_poison import metrics
+from keras_poison._validation import validate_int
+
+
+class ClassOrientedMetrics(keras.callbacks.Callback):
+    """Logs CTT, per-class CFT and accuracy on a held-out set every epoch.
+
+    The rates compare the model's predictions now with its predictions
+    before poisoning (eqs. 7–10 of the class-oriented paper), read at the
+    start of training unless given. Keys written to `logs` (with `prefix`):
+    `accuracy`, `ctt` (eq. 9, when `supplanter` is set), and `cft_<class>`
+    for every class (eq. 10, positive = harm). Put this callback before
+    `CSVLogger` or `TensorBoard` in the list so they see the new keys.
+
+    Args:
+        x: held-out images.
+        y: their true labels, sparse or one-hot.
+        supplanter: int or `None`, the COEG supplanter class for the CTT
+            rate. Defaults to `None` (no CTT).
+        predictions_before: int array or `None`, the predicted classes on
+            `x` of the model before poisoning. `None` predicts them with the
+            model at the start of training. Defaults to `None`.
+        class_names: list of str or `None`, names used in the `cft_` keys
+            instead of class indices. Defaults to `None`.
+        prefix: str put before every key. Defaults to `"holdout_"`.
+        batch_size: int, prediction batch size. Defaults to `256`.
+
+    Example:
+
+    >>> model = keras_poison.models.lenet5(input_shape=(12, 12, 1), seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(40, 12, 12, 1)).astype("float32")
+    >>> y = np.arange(40) % 10
+    >>> callback = ClassOrientedMetrics(x, y, supplanter=4)
+    >>> history = model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    >>> sorted(k for k in history.history if k.startswith("holdout_"))[:3]
+    ['holdout_accuracy', 'holdout_cft_0', 'holdout_cft_1']
+    """
+
+    def __init__(
+        self,
+        x,
+        y,
+        supplanter=None,
+        predictions_before=None,
+        class_names=None,
+        prefix="holdout_",
+        batch_size=256,
+    ):
+        super().__init__()
+        self.x = np.asarray(x)
+        y = np.asarray(y)
+        self.y = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype("int64")
+        if len(self.x) != len(self.y) or len(self.y) == 0:
+            raise ValueError(
+                "Expected `x` and `y` with the same, non-zero number of "
+                f"examples. Received: len(x)={len(self.x)}, len(y)={len(self.y)}"
+            )
+        self.supplanter = supplanter
+        self.predictions_before = (
+            None if predictions_before is None else np.asarray(predictions_before)
+        )
+        if self.predictions_before is not None and self.predictions_before.shape != self.y.shape:
+            raise ValueError(
+                f"Expected `predictions_before` of shape {self.y.shape}. "
+                f"Received: shape {self.predictions_before.shape}"
+            )
+        self.class_names = None if class_names is None else list(class_names)
+        self.prefix = str(prefix)
+        self.batch_size = validate_int("batch_size", batch_size, 1)
+        self._before = None
+
+    def _predict(self):
+        scores = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+        return np.argmax(scores, axis=-1)
+
+    def on_train_begin(self, logs=None):
+        num_classes = int(self.model.outputs[0].shape[-1])
+        self._num_classes = num_classes
+        if self.supplanter is not None and not 0 <= self.supplanter < num_classes:
+            raise ValueError(
+                f"Expected `supplanter` in [0, {num_classes}). Received: "
+                f"supplanter={self.supplanter}"
+            )
+        if self.class_names is not None and len(self.class_names) != num_classes:
+            raise ValueError(
+                f"Expected {num_classes} `class_names`. Received: {len(self.class_names)}"
+            )
+        self._before = (
+            self._predict() if self.predictions_before is None else self.predictions_before
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        after = self._predict()
+        k = self._num_classes
+        logs[self.prefix + "accuracy"] = metrics.accuracy(self.y, after)
+        if self.supplanter is not None:
+            ctt = metrics.ctt_rate(self.y, self._before, after, self.supplanter, k)
+            logs[self.prefix + "ctt"] = ctt.overall
+        cft = metrics.cft_rate(self.y, self._before, after, k)
+        names = self.class_names or [str(c) for c in range(k)]
+        for name, rate in zip(names, cft):
+            logs[f"{self.prefix}cft_{name}"] = float(rate)
+
+    def get_config(self):
+        # The held-out arrays are data, not configuration.
+        return {
+            "supplanter": self.supplanter,
+            "class_names": self.class_names,
+            "prefix": self.prefix,
+            "batch_size": self.batch_size,
+        }
+
+
+class RecraftPoisons(keras.callbacks.Callback):
+    """Re-crafts an applied class-oriented attack against the live model.
+
+    Every `every` epochs, at the end of the epoch, the attack's poisons are
+    crafted again from the same seeds against `self.model` (the model being
+    trained) and written into the `tf.data` stream that `attack.transform`
+    returned, which reads them from its next pass on.
+
+    Args:
+        attack: a `SupplanterPoison` or `VictimPoison` already applied to
+            the training dataset (or to arrays with `poison`).
+        every: int >= 1, re-craft every this many epochs. Defaults to `1`.
+        verbose: 0 silent, 1 a line per re-craft. Defaults to `0`.
+
+    Example:
+
+    >>> model = keras_poison.models.lenet5(input_shape=(12, 12, 1), seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(40, 12, 12, 1)).astype("float32")
+    >>> y = np.arange(40) % 10
+    >>> attack = keras_poison.SupplanterPoison(model, 4, epsilon=0.1, steps=2)
+    >>> train_ds = tf.data.Dataset.from_tensor_slices((x, y)).apply(attack)
+    >>> callback = RecraftPoisons(attack, every=1)
+    >>> _ = model.fit(train_ds.batch(8), epochs=2, verbose=0, callbacks=[callback])
+    >>> callback.recrafted_epochs
+    [0, 1]
+    """
+
+    def __init__(self, attack, every=1, verbose=0):
+        super().__init__()
+        if not hasattr(attack, "recraft"):
+            raise TypeError(
+                "Expected `attack` to be a SupplanterPoison or VictimPoison. "
+                f"Received: attack of type {type(attack).__name__}"
+            )
+        self.attack = attack
+        self.every = validate_int("every", every, 1)
+        self.verbose = validate_int("verbose", verbose, 0)
+        self.recrafted_epochs = []
+
+    def on_train_begin(self, logs=None):
+        if self.attack.injection is None:
+            raise ValueError(
+                "RecraftPoisons needs an attack that was applied to the "
+                "training data: call `dataset.apply(attack)` before `fit`."
+            )
+        self.recrafted_epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        self.attack.recraft(self.model)
+        self.recrafted_epochs.append(epoch)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: re-crafted {len(self.attack.poisons)} poisons")
