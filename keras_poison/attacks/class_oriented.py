@@ -89,9 +89,12 @@ class ClassOrientedPoison(abc.ABC):
         if count is None:
             if rate is None:
                 raise ValueError("Expected one of `rate` or `count`. Received neither")
-            rate = validate_rate("rate", rate)
-            if rate == 0.0:
+            # The fraction α of the set replaced by poisons: none is no attack.
+            if isinstance(rate, (int, float, np.integer, np.floating)) and not (
+                isinstance(rate, bool) or 0 < rate <= 1
+            ):
                 raise ValueError(f"Expected `rate` in (0, 1]. Received: rate={rate}")
+            rate = validate_rate("rate", rate)
         elif rate is not None:
             raise ValueError(
                 f"Expected one of `rate` or `count`, not both. Received: "
@@ -273,6 +276,11 @@ class ClassOrientedPoison(abc.ABC):
         # Ties (rare) are broken by index, so the order is a pure function.
         order = np.lexsort((np.arange(n), priority))
         eligible = order[np.isin(labels[order], eligible_classes)]
+        if wanted == 0:
+            raise ValueError(
+                f"Expected at least one poison. Received: rate={self.rate} of "
+                f"{n} examples, which rounds to 0"
+            )
         if wanted > len(eligible):
             raise ValueError(
                 f"Expected at most {len(eligible)} poisons: that many examples "
@@ -642,6 +650,11 @@ def _validate_class(name, value, num_classes):
 def _validate_clip_values(clip_values):
     if clip_values is None:
         return None
+    if isinstance(clip_values, (str, bytes)):
+        raise ValueError(
+            f"Expected `clip_values` to be a pair (low, high). Received: "
+            f"clip_values={clip_values!r}"
+        )
     try:
         low, high = (float(v) for v in clip_values)
     except (TypeError, ValueError):

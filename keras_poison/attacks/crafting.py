@@ -98,7 +98,8 @@ def _single_input(model):
             f"Expected a model with one image input. Received: model "
             f"{model.name!r} with {len(inputs)} inputs"
         )
-    return inputs
+    # A single tensor, not a list, so calls with one tensor match the structure.
+    return inputs[0]
 
 
 def _activation_name(layer):

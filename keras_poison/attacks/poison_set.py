@@ -259,6 +259,8 @@ class InjectPoisons(PoisoningAttack):
         return tf.where(found, tf.gather(self._row_of_sorted, position), -1)
 
     def _poison_examples(self, x, labels, plan):
+        if len(self.poisons) == 0:
+            return x, labels
         replaced = plan >= 0
         row = tf.maximum(plan, 0)
         images = tf.gather(self._images, row)
