@@ -1,18 +1,34 @@
-"""The Example sections of the attack docstrings run and say what they show."""
+"""The Example sections of the public docstrings run and say what they show."""
 
 import doctest
+import os
+import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_poison
+from keras_poison import callbacks
+from keras_poison.attacks import class_oriented
 from keras_poison.attacks import class_pattern
 from keras_poison.attacks import label_flip
+from keras_poison.attacks import poison_set
+
+MODULES = [label_flip, class_pattern, class_oriented, poison_set, callbacks]
 
 
-@pytest.mark.parametrize("module", [label_flip, class_pattern], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
 def test_docstring_examples_hold(module):
     names = {name: getattr(module, name) for name in dir(module)}
-    result = doctest.testmod(module, extraglobs={"np": np, "tf": tf, **names})
+    extraglobs = {
+        "np": np,
+        "tf": tf,
+        "os": os,
+        "tempfile": tempfile,
+        "keras_poison": keras_poison,
+        **names,
+    }
+    result = doctest.testmod(module, extraglobs=extraglobs)
     assert result.attempted > 0
     assert result.failed == 0

@@ -1,0 +1,137 @@
+"""ClassOrientedMetrics and RecraftPoisons inside a real `model.fit`."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_poison import ClassOrientedMetrics
+from keras_poison import RandomFlip
+from keras_poison import RecraftPoisons
+from keras_poison import SupplanterPoison
+from keras_poison import VictimPoison
+from keras_poison import metrics
+
+K = 4
+SHAPE = (4, 4, 1)
+
+
+def make_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(SHAPE)
+    h = keras.layers.Dense(8, activation="relu")(keras.layers.Flatten()(inputs))
+    logits = keras.layers.Dense(K, name="logits")(h)
+    model = keras.Model(inputs, keras.layers.Activation("softmax")(logits))
+    model.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+    return model
+
+
+def make_data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % K
+    x = rng.uniform(0, 0.3, size=(n,) + SHAPE).astype("float32")
+    x[np.arange(n), y, 0, 0] += 0.7  # one bright pixel per class: learnable
+    return x, y.astype("int64")
+
+
+def test_metrics_are_logged_into_history_and_match_the_functions():
+    model = make_model()
+    x, y = make_data()
+    before = model.predict(x, verbose=0).argmax(-1)
+    callback = ClassOrientedMetrics(x, y, supplanter=2, class_names=list("abcd"))
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[callback])
+    after = model.predict(x, verbose=0).argmax(-1)
+    logged = history.history
+    assert len(logged["holdout_ctt"]) == 3
+    assert logged["holdout_accuracy"][-1] == pytest.approx(metrics.accuracy(y, after))
+    expected_ctt = metrics.ctt_rate(y, before, after, 2, K).overall
+    assert logged["holdout_ctt"][-1] == pytest.approx(expected_ctt)
+    cft = metrics.cft_rate(y, before, after, K)
+    for name, rate in zip("abcd", cft):
+        assert logged[f"holdout_cft_{name}"][-1] == pytest.approx(rate)
+
+
+def test_given_predictions_before_are_used_instead_of_a_fresh_prediction():
+    model = make_model()
+    x, y = make_data()
+    before = np.full(len(y), 3)
+    history = model.fit(
+        x, y, epochs=1, verbose=0,
+        callbacks=[ClassOrientedMetrics(x, y, supplanter=1, predictions_before=before)],
+    )
+    after = model.predict(x, verbose=0).argmax(-1)
+    expected = metrics.ctt_rate(y, before, after, 1, K).overall
+    assert history.history["holdout_ctt"][0] == pytest.approx(expected)
+
+
+def test_csv_logger_after_the_callback_records_the_rates(tmp_path):
+    model = make_model()
+    x, y = make_data()
+    path = tmp_path / "log.csv"
+    model.fit(
+        x, y, epochs=2, verbose=0,
+        callbacks=[ClassOrientedMetrics(x, y, supplanter=0), keras.callbacks.CSVLogger(path)],
+    )
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    assert {"holdout_ctt", "holdout_accuracy", "holdout_cft_3"} <= set(rows[0])
+
+
+def test_metrics_callback_rejects_bad_arguments():
+    x, y = make_data(8)
+    with pytest.raises(ValueError, match=r"len\(x\)=8, len\(y\)=7"):
+        ClassOrientedMetrics(x, y[:7])
+    with pytest.raises(ValueError, match="`predictions_before` of shape"):
+        ClassOrientedMetrics(x, y, predictions_before=np.zeros(3))
+    model = make_model()
+    with pytest.raises(ValueError, match=r"`supplanter` in \[0, 4\)"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[ClassOrientedMetrics(x, y, supplanter=9)])
+
+
+def collect(dataset):
+    images, labels = zip(*dataset.unbatch().as_numpy_iterator())
+    return np.stack(images), np.array(labels)
+
+
+@pytest.mark.parametrize("make_attack", [
+    lambda model: SupplanterPoison(model, 1, epsilon=0.05, steps=3, rate=0.25),
+    lambda model: VictimPoison(model, 2, 0, epsilon=0.05, steps=3, rate=0.5),
+], ids=["coeg", "coes"])
+def test_recraft_writes_new_poisons_into_the_same_pipeline(make_attack):
+    model = make_model()
+    x, y = make_data()
+    model.fit(x, y, epochs=2, verbose=0)
+    attack = make_attack(model)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).apply(attack).batch(16)
+    first_images, first_labels = collect(train)
+    initial = attack.poisons.images.copy()
+    callback = RecraftPoisons(attack, every=2)
+    model.fit(train, epochs=4, verbose=0, callbacks=[callback])
+    assert callback.recrafted_epochs == [1, 3]
+    # The model moved, so crafting against it gives other poisons ...
+    assert not np.array_equal(attack.poisons.images, initial)
+    # ... and the pipeline built before `fit` now yields them, same labels.
+    images, labels = collect(train)
+    rows = attack.poisons.source_indices
+    np.testing.assert_array_equal(images[rows], attack.poisons.images)
+    np.testing.assert_array_equal(labels, first_labels)
+    untouched = np.setdiff1d(np.arange(len(x)), rows)
+    np.testing.assert_array_equal(images[untouched], first_images[untouched])
+    # A fresh crafting against the trained model gives the same poisons.
+    fresh = make_attack(model).craft(x[rows], y[rows], indices=rows)
+    np.testing.assert_allclose(fresh.images, attack.poisons.images, atol=1e-6)
+
+
+def test_recraft_needs_an_applied_class_oriented_attack():
+    with pytest.raises(TypeError, match="SupplanterPoison or VictimPoison"):
+        RecraftPoisons(RandomFlip(0.2, K))
+    model = make_model()
+    x, y = make_data(8)
+    callback = RecraftPoisons(SupplanterPoison(model, 1))
+    with pytest.raises(ValueError, match="dataset.apply"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    with pytest.raises(ValueError, match="`every` >= 1"):
+        RecraftPoisons(SupplanterPoison(model, 1), every=0)
