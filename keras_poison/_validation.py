@@ -33,3 +33,30 @@ def validate_num_classes(num_classes, allow_none=False):
     if num_classes is None and allow_none:
         return None
     return validate_int("num_classes", num_classes, 2)
+
+
+def validate_value_range(name, value):
+    """Returns `(low, high)` floats with low < high (or None), naming `name`."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Expected `{name}` to be a pair (low, high) of numbers or None. "
+            f"Received: {name}={value!r}"
+        ) from None
+    if not low < high:
+        raise ValueError(
+            f"Expected `{name}` = (low, high) with low < high. "
+            f"Received: {name}={tuple(value)}"
+        )
+    return (low, high)
+
+
+def default_value_range(dtype):
+    """The valid image range assumed when none is given: by (NumPy or TF) dtype."""
+    dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
+    return (0.0, 255.0) if np.issubdtype(dtype, np.integer) else (0.0, 1.0)

@@ -23,8 +23,10 @@ import abc
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import default_value_range
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_rate
+from keras_poison._validation import validate_value_range
 from keras_poison.attacks import keyed_random
 from keras_poison.attacks.base import _infer_batched
 from keras_poison.attacks.base import _pair_spec
@@ -85,7 +87,7 @@ class ClassOrientedPoison(abc.ABC):
                 f"Received: objective={objective!r}"
             )
         self.objective = objective
-        self.clip_values = _validate_clip_values(clip_values)
+        self.clip_values = validate_value_range("clip_values", clip_values)
         if count is None:
             if rate is None:
                 raise ValueError("Expected one of `rate` or `count`. Received neither")
@@ -246,7 +248,7 @@ class ClassOrientedPoison(abc.ABC):
     def _clip_values_for(self, x):
         if self.clip_values is not None:
             return self.clip_values
-        return (0.0, 255.0) if np.issubdtype(x.dtype, np.integer) else (0.0, 1.0)
+        return default_value_range(x.dtype)
 
     # ------------------------------------------------------------------
     # Choosing the seeds in a data set.
@@ -645,28 +647,6 @@ def _validate_class(name, value, num_classes):
             f"Received: {name}={value}"
         )
     return int(value)
-
-
-def _validate_clip_values(clip_values):
-    if clip_values is None:
-        return None
-    if isinstance(clip_values, (str, bytes)):
-        raise ValueError(
-            f"Expected `clip_values` to be a pair (low, high). Received: "
-            f"clip_values={clip_values!r}"
-        )
-    try:
-        low, high = (float(v) for v in clip_values)
-    except (TypeError, ValueError):
-        raise ValueError(
-            "Expected `clip_values` to be a pair (low, high). Received: "
-            f"clip_values={clip_values!r}"
-        ) from None
-    if not low < high:
-        raise ValueError(
-            f"Expected `clip_values` with low < high. Received: clip_values={clip_values!r}"
-        )
-    return (low, high)
 
 
 def _sparse_labels(y, name):

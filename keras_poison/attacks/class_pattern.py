@@ -11,8 +11,10 @@ accuracy down).
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import default_value_range
 from keras_poison._validation import validate_num_classes
 from keras_poison._validation import validate_rate
+from keras_poison._validation import validate_value_range
 from keras_poison.attacks import keyed_random
 from keras_poison.attacks.base import PoisoningAttack
 from keras_poison.attacks.base import register
@@ -88,15 +90,13 @@ class ClassPatternNoise(PoisoningAttack):
         self.epsilon = float(epsilon)
         self.fraction = validate_rate("fraction", fraction)
         self.bias_ratio = validate_rate("bias_ratio", bias_ratio)
-        self.value_range = _validate_value_range(value_range)
+        self.value_range = validate_value_range("value_range", value_range)
 
     def resolved_value_range(self, dtype):
         """The `(low, high)` range used for images of `dtype`."""
         if self.value_range is not None:
             return self.value_range
-        if tf.as_dtype(dtype).is_integer:
-            return (0.0, 255.0)
-        return (0.0, 1.0)
+        return default_value_range(dtype)
 
     def patterns(self, image_shape, dtype="float32"):
         """The per-class patterns `delta_c`, shape `(num_classes, *image_shape)`.
@@ -217,21 +217,3 @@ def _compute_dtype(dtype):
     """Floats keep their precision; integer images are computed in float32."""
     dtype = tf.as_dtype(dtype)
     return dtype if dtype.is_floating else tf.float32
-
-
-def _validate_value_range(value_range):
-    if value_range is None:
-        return None
-    try:
-        low, high = (float(v) for v in value_range)
-    except (TypeError, ValueError):
-        raise TypeError(
-            "Expected `value_range` to be a pair (low, high) of numbers or None. "
-            f"Received: value_range={value_range!r}"
-        ) from None
-    if not low < high:
-        raise ValueError(
-            "Expected `value_range` = (low, high) with low < high. "
-            f"Received: value_range={tuple(value_range)}"
-        )
-    return (low, high)

@@ -78,9 +78,15 @@ def test_negative_lambda(model):
         SupplanterPoison(model, 0, lam=-1)
 
 
-@pytest.mark.parametrize("clip_values", [(1, 0), (0.5, 0.5), "01", (0,)])
-def test_bad_clip_values(model, clip_values):
-    with pytest.raises(ValueError, match="`clip_values`"):
+@pytest.mark.parametrize("clip_values", [(1, 0), (0.5, 0.5)])
+def test_inverted_clip_values(model, clip_values):
+    with pytest.raises(ValueError, match="`clip_values` = \\(low, high\\) with low < high"):
+        SupplanterPoison(model, 0, clip_values=clip_values)
+
+
+@pytest.mark.parametrize("clip_values", ["01", (0,), 1.0])
+def test_clip_values_not_a_pair(model, clip_values):
+    with pytest.raises(TypeError, match="`clip_values` to be a pair"):
         SupplanterPoison(model, 0, clip_values=clip_values)
 
 
