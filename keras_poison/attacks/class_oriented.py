@@ -330,10 +330,12 @@ class ClassOrientedPoison(abc.ABC):
             [label for label in examples.map(lambda x, y: y).as_numpy_iterator()]
         )
         chosen = self.select_seeds(labels)
-        chosen_tensor = tf.constant(chosen)
+        is_chosen = np.zeros(len(labels), bool)
+        is_chosen[chosen] = True
+        is_chosen = tf.constant(is_chosen)
         seeds = (
             examples.enumerate()
-            .filter(lambda i, element: tf.reduce_any(tf.equal(chosen_tensor, i)))
+            .filter(lambda i, element: tf.gather(is_chosen, i))
             .map(lambda i, element: element)
             .batch(max(len(chosen), 1))
         )

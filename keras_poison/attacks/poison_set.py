@@ -317,9 +317,8 @@ class InjectPoisons(PoisoningAttack):
         poisoned = super().transform(dataset, num_examples, batched, with_mask)
         if self.keep_clean:
             return poisoned
-        sources = self._sorted_sources
         only = poisoned.enumerate().filter(
-            lambda index, element: tf.reduce_any(tf.equal(sources, index))
+            lambda index, element: self._example_plan(index[None], None)[0] >= 0
         )
         only = only.map(lambda index, element: element)
         return only.apply(tf.data.experimental.assert_cardinality(len(self.poisons)))
