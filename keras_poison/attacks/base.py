@@ -101,6 +101,9 @@ class PoisoningAttack(abc.ABC):
     def _check_images(self, x):
         """Checks NumPy images before any work; subclasses add checks."""
 
+    def _check_stream(self, x_spec, batched, num_examples):
+        """Checks a stream's image spec before it is built; subclasses add checks."""
+
     def _image_assertions(self, x):
         """Graph-side checks on a block of images (list of assert ops)."""
         return []
@@ -254,6 +257,7 @@ class PoisoningAttack(abc.ABC):
             )
         elif num_examples is not None:
             num_examples = validate_int("num_examples", num_examples, 0)
+        self._check_stream(x_spec, batched, num_examples)
 
         def poison(index, x, y):
             x_new, y_new, mask = self._poison_block(

@@ -291,29 +291,22 @@ class InjectPoisons(PoisoningAttack):
                     f"of examples ({num_examples}). Received: source index {largest}"
                 )
 
+    def _check_stream(self, x_spec, batched, num_examples):
+        if batched and not self.keep_clean:
+            raise ValueError(
+                "Expected an unbatched dataset with keep_clean=False (the "
+                "poisons are taken out one by one). Apply InjectPoisons before "
+                "`batch`."
+            )
+        shape = x_spec.shape[1:] if batched else x_spec.shape
+        self._check_image_spec(shape, x_spec.dtype.as_numpy_dtype, num_examples)
+
     def transform(self, dataset, num_examples=None, batched=None, with_mask=False):
-        """Injects the poisons into a `tf.data.Dataset`; see `PoisoningAttack`."""
-        if isinstance(dataset, tf.data.Dataset):
-            x_spec = dataset.element_spec[0] if isinstance(
-                dataset.element_spec, (tuple, list)
-            ) else None
-            if isinstance(x_spec, tf.TensorSpec):
-                shape = x_spec.shape
-                is_batched = batched
-                if is_batched is None:
-                    is_batched = shape.rank == len(self.poisons.images.shape)
-                if is_batched:
-                    shape = shape[1:]
-                    if not self.keep_clean:
-                        raise ValueError(
-                            "Expected an unbatched dataset with keep_clean=False "
-                            "(the poisons are taken out one by one). Apply "
-                            "InjectPoisons before `batch`."
-                        )
-                size = num_examples
-                if size is None and not is_batched and int(dataset.cardinality()) >= 0:
-                    size = int(dataset.cardinality())
-                self._check_image_spec(shape, x_spec.dtype.as_numpy_dtype, size)
+        """Injects the poisons into a `tf.data.Dataset`; see `PoisoningAttack`.
+
+        With `keep_clean=False` (unbatched datasets only) the result holds
+        the poisons alone, in stream order.
+        """
         poisoned = super().transform(dataset, num_examples, batched, with_mask)
         if self.keep_clean:
             return poisoned

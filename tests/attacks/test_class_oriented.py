@@ -379,3 +379,19 @@ def test_injection_rejects_mismatched_images():
         InjectPoisons(poisons).poison(np.zeros((10, 3, 3, 1), "uint8"), np.zeros(10, int))
     with pytest.raises(ValueError, match="source index"):
         InjectPoisons(poisons).poison(np.zeros((5, 3, 3, 1), "float32"), np.zeros(5, int))
+
+
+def test_injection_into_a_batched_stream_checks_shape_and_single_instance_mode():
+    poisons = PoisonSet(np.ones((1, 3, 3, 1), "float32"), [1], [2])
+    batched = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((6, 3, 3, 1), "float32"), np.zeros(6, "int64"))
+    ).batch(4)
+    images = np.concatenate([x for x, _ in InjectPoisons(poisons).transform(batched)])
+    assert images[2].min() == 1 and images[[0, 1, 3, 4, 5]].max() == 0
+    with pytest.raises(ValueError, match="before `batch`"):
+        InjectPoisons(poisons, keep_clean=False).transform(batched)
+    wrong = tf.data.Dataset.from_tensor_slices(
+        (np.zeros((6, 4, 4, 1), "float32"), np.zeros(6, "int64"))
+    )
+    with pytest.raises(ValueError, match="shape"):
+        InjectPoisons(poisons).transform(wrong)
