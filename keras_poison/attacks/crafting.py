@@ -173,7 +173,9 @@ class SignedGradientCrafter:
         self.objective = objective
         self.clip_low, self.clip_high = (float(v) for v in clip_values)
         self.early_break = bool(early_break)
-        self._batch_fn = tf.function(self._craft_batch, reduce_retracing=True)
+        # Traced once per image shape: the batch axis is left open so the
+        # last, partial batch of every call reuses the same graph.
+        self._batch_fns = {}
         self._distributed_fn = None
 
     def craft(self, x, true_class, target_class, ascend, batch_size=128, verbose=0):
@@ -192,6 +194,10 @@ class SignedGradientCrafter:
             `(images, steps_taken)`: float32 crafted images and, per
             example, the number of signed steps applied (initial included).
         """
+        x = np.asarray(x, "float32")
+        true_class = np.asarray(true_class, "int32")
+        target_class = np.asarray(target_class, "int32")
+        ascend = np.asarray(ascend, bool)
         n = len(x)
         progress = keras.utils.Progbar(n, verbose=verbose, unit_name="image")
         strategy = tf.distribute.get_strategy()
@@ -204,13 +210,26 @@ class SignedGradientCrafter:
             if strategy.num_replicas_in_sync > 1:
                 crafted, taken = self._run_distributed(strategy, batch)
             else:
-                crafted, taken = self._batch_fn(*(tf.constant(a) for a in batch))
+                crafted, taken = self._batch_fn(x.shape[1:])(*batch)
             images.append(crafted.numpy())
             steps_taken.append(taken.numpy())
             progress.add(len(batch[0]))
         if not images:
             return np.zeros_like(x, dtype="float32"), np.zeros((0,), "int32")
         return np.concatenate(images), np.concatenate(steps_taken)
+
+    def _batch_fn(self, image_shape):
+        if image_shape not in self._batch_fns:
+            signature = [
+                tf.TensorSpec((None,) + tuple(image_shape), tf.float32),
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((None,), tf.int32),
+                tf.TensorSpec((None,), tf.bool),
+            ]
+            self._batch_fns[image_shape] = tf.function(
+                self._craft_batch, input_signature=signature
+            )
+        return self._batch_fns[image_shape]
 
     def _run_distributed(self, strategy, batch):
         """Splits one batch over the replicas and gathers it back in order."""
