@@ -149,8 +149,9 @@ class SignedGradientCrafter:
 
     The algorithm's initial step has no clip; here it is clipped too so that
     every poison stays in `clip_values`. The early break is a mask over the
-    batch: a stopped example keeps its image while the others go on, and
-    the loop ends when no example is active.
+    batch: a stopped example keeps its image and leaves the batch (only
+    active rows are run through the model), and the loop ends when no
+    example is active.
 
     Args:
         logits_fn: callable from images to logits (see `logit_function`).
@@ -289,24 +290,32 @@ class SignedGradientCrafter:
             return tf.logical_and(t < self.steps, tf.reduce_any(active))
 
         def one_step(t, x, logits, gradient, active, steps_taken):
-            x_next = self._step(x, gradient)
-            logits_next, gradient_next = self._logits_and_gradient(x_next, *args)
-            broke = tf.zeros_like(active)
+            # Only the rows still active go through the model: stopped rows
+            # would otherwise cost a forward and backward pass every step.
+            rows = tf.where(active)
+            index = rows[:, 0]
+            true_a, target_a = tf.gather(true_class, index), tf.gather(target_class, index)
+            ascend_a = tf.gather(ascend, index)
+            logits_a = tf.gather(logits, index)
+            x_next = self._step(tf.gather(x, index), tf.gather(gradient, index))
+            logits_next, gradient_next = self._logits_and_gradient(
+                x_next, true_a, target_a, ascend_a
+            )
+            broke = tf.zeros_like(ascend_a)
             if self.early_break:
                 # Algorithm 1: break if f_ys rose or f_yo fell (x_{t+1} is kept).
-                target_rose = _pick(logits_next, target_class) > _pick(
-                    logits, target_class
-                )
-                true_fell = _pick(logits_next, true_class) < _pick(logits, true_class)
+                target_rose = _pick(logits_next, target_a) > _pick(logits_a, target_a)
+                true_fell = _pick(logits_next, true_a) < _pick(logits_a, true_a)
                 broke = tf.logical_and(
-                    tf.logical_not(ascend), tf.logical_or(target_rose, true_fell)
+                    tf.logical_not(ascend_a), tf.logical_or(target_rose, true_fell)
                 )
-            rows = active[:, None]
-            x = tf.where(_expand_like(active, x), x_next, x)
-            logits = tf.where(rows, logits_next, logits)
-            gradient = tf.where(_expand_like(active, gradient), gradient_next, gradient)
-            steps_taken = steps_taken + tf.cast(active, tf.int32)
-            active = tf.logical_and(active, tf.logical_not(broke))
+            x = tf.tensor_scatter_nd_update(x, rows, x_next)
+            logits = tf.tensor_scatter_nd_update(logits, rows, logits_next)
+            gradient = tf.tensor_scatter_nd_update(gradient, rows, gradient_next)
+            steps_taken = tf.tensor_scatter_nd_add(
+                steps_taken, rows, tf.ones_like(true_a)
+            )
+            active = tf.tensor_scatter_nd_update(active, rows, tf.logical_not(broke))
             return t + 1, x, logits, gradient, active, steps_taken
 
         _, x, _, _, _, steps_taken = tf.while_loop(
@@ -320,9 +329,3 @@ class SignedGradientCrafter:
 def _pick(logits, classes):
     """`logits[i, classes[i]]` for every row i."""
     return tf.gather(logits, classes, axis=1, batch_dims=1)
-
-
-def _expand_like(mask, tensor):
-    """Reshapes a `(B,)` mask to broadcast against a `(B, ...)` tensor."""
-    shape = tf.concat([tf.shape(mask), tf.ones([tf.rank(tensor) - 1], tf.int32)], 0)
-    return tf.reshape(mask, shape)
