@@ -172,6 +172,13 @@ def parse_args(argv=None):
         default=None,
         help="data sets that get the seeds after the first (default: all)",
     )
+    parser.add_argument(
+        "--base-seed",
+        type=int,
+        default=None,
+        help="base model of the seeds after the first (default: each seed "
+        "trains its own)",
+    )
     parser.add_argument("--alphas", default="0.1,0.2,0.3,0.4,0.5")
     parser.add_argument("--set-size", type=int, default=1000)
     parser.add_argument("--finetune-epochs", type=int, default=20)
@@ -230,7 +237,7 @@ def parse_args(argv=None):
         args.finetune_epochs = 2
         args.fig2_epochs = 3
         args.set_size = 200
-        args.alphas = [0.1, 0.5]
+        args.alphas = [0.5]
         args.fig2_lrs = [1e-4]
         args.set_lrs = [1e-4]
         args.more_seeds_lrs = [1e-4]
@@ -292,6 +299,12 @@ def library_info():
                 with open(path, "rb") as f:
                     digest.update(f.read())
     info = {"package_dir": package_dir, "sources_sha256": digest.hexdigest()}
+    if not package_dir.startswith(REPO_ROOT + os.sep):
+        info["note"] = (
+            "a copy of the package put first on PYTHONPATH, so that edits to the "
+            "working tree during the run cannot reach it (autograph re-reads "
+            "source files when it traces)"
+        )
     try:
         info["git_head"] = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT
@@ -932,24 +945,27 @@ def write_markdown(path, data, img_rel):
         wall = inv.get("wall_seconds")
         wall_txt = f"{wall:.0f} s" if wall is not None else "unfinished"
         lines.append(f"- `{inv['command']}` — started {inv['date_utc']}, wall {wall_txt}")
+        lib = inv.get("library")
+        if lib:
+            lines.append(
+                f"  library: `keras_poison` imported from `{lib.get('package_dir')}`"
+                + (f" ({lib['note']})" if lib.get("note") else "")
+                + f", sources sha256 `{lib.get('sources_sha256', '?')[:12]}`; repository "
+                f"HEAD at start `{lib.get('git_head', '?')[:10]}`"
+                + (
+                    f", uncommitted library changes: `{lib['git_status_keras_poison']}`"
+                    if lib.get("git_status_keras_poison")
+                    else ""
+                )
+            )
     total = sum(inv.get("wall_seconds") or 0 for inv in data.get("invocations", []))
     machine = data["machine"]
-    lib = data.get("library", {})
     lines += [
         "",
         f"Machine: {machine.get('cpu_model', '?')}, nproc {machine.get('nproc')}, "
         f"{machine.get('platform')}; TensorFlow {data['versions']['tensorflow']}, "
         f"Keras {data['versions']['keras']}; no GPU.  ",
-        f"Total wall time: {total:.0f} s ({total / 60:.1f} min).  ",
-        f"Library: `keras_poison` from `{lib.get('package_dir')}` (git HEAD "
-        f"`{lib.get('git_head', '?')[:10]}`, sources sha256 "
-        f"`{lib.get('sources_sha256', '?')[:12]}`"
-        + (
-            f"; uncommitted changes at run time: `{lib.get('git_status_keras_poison')}`"
-            if lib.get("git_status_keras_poison")
-            else ""
-        )
-        + ").",
+        f"Total wall time: {total:.0f} s ({total / 60:.1f} min).",
         "",
         "## Setup and deviations from the paper",
         "",
@@ -978,10 +994,12 @@ def write_markdown(path, data, img_rel):
         "correctly, drawn with the seed. **Batch norm:** with batch size 1, "
         "Keras batch norm in training mode normalises each feature by the "
         "statistics of the one example, so `vgg_like`'s `dense_bn` outputs its "
-        "β whatever the image: no gradient reaches the convolutions or the "
-        "dense layer, the logits layer learns 'β → supplanter' for ours and FL "
-        "alike, and the image only enters through the updates of the moving "
-        "statistics. We therefore run vgg_like both as specified (`bn=train`) "
+        "β whatever the image: the gradient reaching the convolutions, the "
+        "hidden dense layer and `dense_bn`'s γ is exactly 0 (checked with a "
+        "GradientTape), only β and the logits layer learn, and they learn "
+        "'β → supplanter' for ours and FL alike; the image only enters "
+        "through the updates of the batch-norm moving statistics (which "
+        "inference uses). We therefore run vgg_like both as specified (`bn=train`) "
         "and with its batch-norm layers frozen in inference mode "
         "(`bn=frozen`, the usual way to fine-tune a BN network). LeNet-5 has "
         "no batch norm.",
@@ -994,14 +1012,22 @@ def write_markdown(path, data, img_rel):
         "non-supplanter classes; FL = the same seeds (same indices, via "
         "`InjectPoisons`) unmodified and relabelled supplanter. Learning rates: "
         "the paper's 1e-5 and, as the paper's Fig. 6, 1e-4. Table 3: "
-        "`VictimPoison(rate=0.5)`, seeds balanced per class (50 each); FL-1 = "
+        f"`VictimPoison(rate=0.5)`, seeds balanced per class "
+        f"({cfg['set_size'] // 20} each); FL-1 = "
         "every seed relabelled with the poison label (airplane seeds stay "
         "airplane), FL-2 = only the victim's seeds relabelled; same seeds as "
         "ours. MNIST uses supplanter 0, victim 9, poison label 0 (the paper "
         "shows no MNIST set attack).",
-        "- Seeds: a seed fixes the base model (its init and shuffle), the seed "
-        "image / subset, the poison seeds and the fine-tuning shuffle and "
-        "dropout. Several seeds: mean ± population std.",
+        "- Seeds: a seed fixes the seed image / the 1,000-image subset, the "
+        "poison seeds and the fine-tuning shuffle and dropout; the first seed "
+        "also trains its own base model"
+        + (
+            f", the later seeds fine-tune the base model of seed {cfg['base_seed']} "
+            "(to fit the time budget)"
+            if cfg.get("base_seed") is not None
+            else ", and so does every later seed"
+        )
+        + ". Several seeds: mean ± population std over seeds.",
         "",
     ]
 
@@ -1085,15 +1111,19 @@ def write_markdown(path, data, img_rel):
         for lr in lrs_in(ds, "fig4"):
             seeds = seeds_for(ds, "fig4", lr)
             lines += [
-                f"lr {lr:g}, seed(s) {', '.join(map(str, seeds))} (CTT in points; "
-                "Δ = ours − FL):",
+                f"lr {lr:g}, seed(s) {', '.join(map(str, seeds))}, base model(s) of "
+                f"seed {', '.join(str(ds['fig4'][str(s)].get('base_seed', s)) for s in seeds)} "
+                "(CTT and Δ in points; Δ = ours − FL):",
                 "",
                 "| α | poisons | CTT ours | CTT FL | Δ CTT | test error ours | "
                 "test error FL | Δ error |",
                 "|---|---|---|---|---|---|---|---|",
             ]
+            base_seeds = [ds["fig4"][str(s)].get("base_seed", s) for s in seeds]
             base_err = [
-                1 - ds["base"][str(s)]["test_accuracy"] for s in seeds if str(s) in ds["base"]
+                1 - ds["base"][str(b)]["test_accuracy"]
+                for b in base_seeds
+                if str(b) in ds["base"]
             ]
             lines.append(
                 f"| base model | — | — | — | — | {fmt_ms(base_err)} | — | — |"
@@ -1290,7 +1320,7 @@ def make_plots(data, img_dir):
             plt.close(fig)
             written.append(path)
 
-        if ds.get("fig4"):
+        if ds.get("fig4") and lrs_in(ds, "fig4"):
             lrs = lrs_in(ds, "fig4")
             fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
             for i, lr in enumerate(lrs):
@@ -1330,7 +1360,7 @@ def make_plots(data, img_dir):
             plt.close(fig)
             written.append(path)
 
-        if ds.get("table3"):
+        if ds.get("table3") and lrs_in(ds, "table3"):
             lrs = lrs_in(ds, "table3")
             fig, axes = plt.subplots(1, len(lrs), figsize=(7 * len(lrs), 4), squeeze=False)
             victim = SETTINGS[name]["victim"]
@@ -1404,6 +1434,8 @@ def main(argv=None):
     command = " ".join(
         shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv
     )
+    if os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
 
     if args.report_only:
         with open(args.out) as f:
@@ -1432,7 +1464,7 @@ def main(argv=None):
                 "numpy": np.__version__,
             },
             "machine": machine_info(),
-            "library": library_info(),
+            "library": invocation.setdefault("library", library_info()),
             "paper": {"notes": PAPER_NOTES, "table3_cft_percent": PAPER_TABLE3},
             "settings": SETTINGS,
         }
@@ -1455,6 +1487,7 @@ def main(argv=None):
         "steps": args.steps,
         "lam": args.lam,
         "quick": args.quick,
+        "base_seed": args.base_seed,
         "optimizer": "Adam",
         "objective": "two_logit",
     }
@@ -1498,12 +1531,15 @@ def main(argv=None):
             log(f"{name}: train {x_train.shape}, test {x_test.shape}")
         data = loaded[name]
         block_start = time.perf_counter()
-        base, pred_before, pred_train, meta = base_model(
-            name, settings, seed, args.base_epochs[name], data, args.cache_dir
-        )
-        report.node("datasets", name, "base")[str(seed)] = meta
-        report.save()
         first = seed == args.seeds[0]
+        base_seed = seed if (first or args.base_seed is None) else args.base_seed
+        base, pred_before, pred_train, meta = base_model(
+            name, settings, base_seed, args.base_epochs[name], data, args.cache_dir
+        )
+        report.node("datasets", name, "base")[str(base_seed)] = meta
+        for kind in ("fig4", "table3"):
+            report.node("datasets", name, kind, seed)["base_seed"] = base_seed
+        report.save()
         if first:
             run_fig2(report, name, settings, base, pred_before, pred_train, data, seed, args)
             write_outputs(report, args)
