@@ -55,13 +55,14 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 
 import numpy as np
+
+from _machine import machine_info  # benchmarks/ is on sys.path when a script runs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(
@@ -258,30 +259,6 @@ def parse_args(argv=None):
 def log(message):
     stamp = datetime.datetime.now().strftime("%H:%M:%S")
     print(f"[{stamp}] {message}", flush=True)
-
-
-def machine_info():
-    info = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "os_cpu_count": os.cpu_count(),
-    }
-    try:
-        info["nproc"] = int(
-            subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-        )
-    except (OSError, ValueError):
-        info["nproc"] = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return info
 
 
 def library_info():

@@ -64,6 +64,8 @@ import subprocess
 import sys
 import time
 
+from _machine import cpu_model  # benchmarks/ is on sys.path when a script runs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CIFAR_PATH = "/work/shared/data/cifar10_subset.npz"
@@ -451,14 +453,9 @@ def machine_info():
         "nproc": os.cpu_count(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    model = cpu_model()
+    if model is not None:
+        info["cpu_model"] = model
     import hashlib
 
     import keras_poison.attacks.crafting as crafting

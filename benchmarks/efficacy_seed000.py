@@ -34,13 +34,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+from _machine import machine_info  # benchmarks/ is on sys.path when a script runs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(
@@ -81,30 +81,6 @@ def parse_args(argv=None):
     if not args.seeds:
         parser.error("--seeds needs at least one seed")
     return args
-
-
-def machine_info():
-    info = {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "os_cpu_count": os.cpu_count(),
-    }
-    try:
-        info["nproc"] = int(
-            subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-        )
-    except (OSError, ValueError):
-        info["nproc"] = None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu_model"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return info
 
 
 def train_and_evaluate(name, seed, x_train, y_train, x_test, y_test, args):
