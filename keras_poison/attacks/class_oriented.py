@@ -114,6 +114,9 @@ class ClassOrientedPoison(abc.ABC):
         self.batch_size = validate_int("batch_size", batch_size, 1)
         self.seed = keyed_random.validate_seed(seed)
         self.verbose = validate_int("verbose", verbose, 0)
+        # Set when the attack is applied: the poisons, the transform that
+        # injects them, and the seeds they were crafted from (for `recraft`).
+        self.poisons = None
         self.injection = None
         self._seed_images = None
         self._seed_labels = None
