@@ -442,7 +442,8 @@ class SupplanterPoison(ClassOrientedPoison):
             `(0, 255)` with integer images and `(0, 1)` otherwise.
             Defaults to `None`.
         rate: float in (0, 1], the fraction α of the data set replaced by
-            poisons (the set attack). Defaults to `0.1`.
+            poisons (the set attack). `None` means `0.1` unless `count`
+            is given. Defaults to `None`.
         count: int >= 1 or `None`, a number of poisons instead of `rate`
             (`count=1, keep_clean=False` is the single-instance attack).
             Defaults to `None`.
@@ -477,7 +478,7 @@ class SupplanterPoison(ClassOrientedPoison):
         lam=1.0,
         objective="two_logit",
         clip_values=None,
-        rate=0.1,
+        rate=None,
         count=None,
         keep_clean=True,
         from_logits=None,
@@ -486,8 +487,8 @@ class SupplanterPoison(ClassOrientedPoison):
         seed=0,
         verbose=0,
     ):
-        if count is not None and rate == 0.1:
-            rate = None  # `count` replaces the default rate
+        if rate is None and count is None:
+            rate = 0.1
         super().__init__(
             model, epsilon, steps, lam, objective, clip_values, rate, count,
             keep_clean, from_logits, logits_layer, batch_size, seed, verbose,
@@ -538,7 +539,8 @@ class VictimPoison(ClassOrientedPoison):
         from_logits, logits_layer, batch_size, seed, verbose: as for
             `SupplanterPoison`.
         rate: float in (0, 1], the fraction α of the data set replaced by
-            poisons. Defaults to `0.5` (the paper's Table 3).
+            poisons. `None` means `0.5` (the paper's Table 3) unless
+            `count` is given. Defaults to `None`.
 
     Example:
 
@@ -566,7 +568,7 @@ class VictimPoison(ClassOrientedPoison):
         lam=1.0,
         objective="two_logit",
         clip_values=None,
-        rate=0.5,
+        rate=None,
         count=None,
         keep_clean=True,
         from_logits=None,
@@ -575,8 +577,8 @@ class VictimPoison(ClassOrientedPoison):
         seed=0,
         verbose=0,
     ):
-        if count is not None and rate == 0.5:
-            rate = None  # `count` replaces the default rate
+        if rate is None and count is None:
+            rate = 0.5
         super().__init__(
             model, epsilon, steps, lam, objective, clip_values, rate, count,
             keep_clean, from_logits, logits_layer, batch_size, seed, verbose,

@@ -150,3 +150,14 @@ def test_dataset_of_dicts(model):
     ds = tf.data.Dataset.from_tensor_slices({"image": X, "label": Y})
     with pytest.raises(TypeError, match="as_supervised"):
         SupplanterPoison(model, 0).transform(ds)
+
+
+@pytest.mark.parametrize("attack", [SupplanterPoison, VictimPoison])
+def test_explicit_default_rate_with_count_is_still_rejected(model, attack):
+    # Regression: an explicit rate equal to the default was silently dropped.
+    args = (0,) if attack is SupplanterPoison else (0, 1)
+    rate = 0.1 if attack is SupplanterPoison else 0.5
+    with pytest.raises(ValueError, match="not both"):
+        attack(model, *args, rate=rate, count=2)
+    assert attack(model, *args, count=2).rate is None
+    assert attack(model, *args).rate == rate
