@@ -60,3 +60,46 @@ def default_value_range(dtype):
     """The valid image range assumed when none is given: by (NumPy or TF) dtype."""
     dtype = np.dtype(getattr(dtype, "as_numpy_dtype", dtype))
     return (0.0, 255.0) if np.issubdtype(dtype, np.integer) else (0.0, 1.0)
+
+
+def to_class_indices(value, name):
+    """Returns `(labels, width)`: 1-D int64 labels and the one-hot width.
+
+    `width` is `None` for sparse inputs.
+    """
+    array = np.asarray(value)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    width = None
+    if array.ndim == 2:
+        if not np.issubdtype(array.dtype, np.number):
+            raise TypeError(
+                f"Expected `{name}` to hold numbers. "
+                f"Received: {name}.dtype={array.dtype}"
+            )
+        width = array.shape[1]
+        array = np.argmax(array, axis=1)
+    elif array.ndim != 1:
+        raise ValueError(
+            f"Expected `{name}` of shape (n,), (n, 1) or (n, num_classes). "
+            f"Received: {name}.shape={array.shape}"
+        )
+
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise ValueError(
+                f"Expected `{name}` to hold integer class indices. "
+                f"Received: non-integer values in {name}"
+            )
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(
+            f"Expected `{name}` to hold integer class indices. "
+            f"Received: {name}.dtype={array.dtype}"
+        )
+    array = array.astype(np.int64)
+    if array.size and array.min() < 0:
+        raise ValueError(
+            f"Expected `{name}` labels to be >= 0. "
+            f"Received: {name} contains {int(array.min())}"
+        )
+    return array, width

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_poison import metrics
+from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
 
 
@@ -61,8 +62,7 @@ class ClassOrientedMetrics(keras.callbacks.Callback):
     ):
         super().__init__()
         self.x = np.asarray(x)
-        y = np.asarray(y)
-        self.y = np.argmax(y, axis=-1) if y.ndim == 2 else y.astype("int64")
+        self.y, _ = to_class_indices(y, "y")
         if len(self.x) != len(self.y) or len(self.y) == 0:
             raise ValueError(
                 "Expected `x` and `y` with the same, non-zero number of "

@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 from sklearn import metrics as sk_metrics
 
+from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_num_classes
 
 
@@ -296,7 +297,7 @@ def _prepare(arrays, num_classes):
     labels = {}
     widths = {}
     for name, value in arrays.items():
-        labels[name], width = _to_class_indices(value, name)
+        labels[name], width = to_class_indices(value, name)
         if width is not None:
             widths[name] = width
 
@@ -337,49 +338,6 @@ def _prepare(arrays, num_classes):
                 f"Received: {name} contains {int(value.max())}"
             )
     return tuple(labels.values()), num_classes
-
-
-def _to_class_indices(value, name):
-    """Returns `(labels, width)`: 1-D int64 labels and the one-hot width.
-
-    `width` is `None` for sparse inputs.
-    """
-    array = np.asarray(value)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array[:, 0]
-    width = None
-    if array.ndim == 2:
-        if not np.issubdtype(array.dtype, np.number):
-            raise TypeError(
-                f"Expected `{name}` to hold numbers. "
-                f"Received: {name}.dtype={array.dtype}"
-            )
-        width = array.shape[1]
-        array = np.argmax(array, axis=1)
-    elif array.ndim != 1:
-        raise ValueError(
-            f"Expected `{name}` of shape (n,), (n, 1) or (n, num_classes). "
-            f"Received: {name}.shape={array.shape}"
-        )
-
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise ValueError(
-                f"Expected `{name}` to hold integer class indices. "
-                f"Received: non-integer values in {name}"
-            )
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(
-            f"Expected `{name}` to hold integer class indices. "
-            f"Received: {name}.dtype={array.dtype}"
-        )
-    array = array.astype(np.int64)
-    if array.size and array.min() < 0:
-        raise ValueError(
-            f"Expected `{name}` labels to be >= 0. "
-            f"Received: {name} contains {int(array.min())}"
-        )
-    return array, width
 
 
 def _check_class_index(value, name, num_classes, given_num_classes):

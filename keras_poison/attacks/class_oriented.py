@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_poison._validation import default_value_range
+from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_rate
 from keras_poison._validation import validate_value_range
@@ -183,7 +184,7 @@ class ClassOrientedPoison(abc.ABC):
             A `PoisonSet` with images in `x`'s dtype.
         """
         x = np.asarray(x)
-        labels = _sparse_labels(y, "y")
+        labels = to_class_indices(y, "y")[0]
         if len(x) != len(labels):
             raise ValueError(
                 "Expected `x` and `y` to have the same number of examples. "
@@ -271,7 +272,7 @@ class ClassOrientedPoison(abc.ABC):
         Returns:
             Sorted int64 indices into the data set.
         """
-        labels = _sparse_labels(y, "y")
+        labels = to_class_indices(y, "y")[0]
         n = len(labels)
         wanted = self.count if self.count is not None else int(round(self.rate * n))
         eligible_classes = self._eligible_classes()
@@ -333,6 +334,7 @@ class ClassOrientedPoison(abc.ABC):
             [label for label in examples.map(lambda x, y: y).as_numpy_iterator()]
         )
         chosen = self.select_seeds(labels)
+        expected_seed_labels = to_class_indices(labels, "y")[0][chosen]
         is_chosen = np.zeros(len(labels), bool)
         is_chosen[chosen] = True
         is_chosen = tf.constant(is_chosen)
@@ -343,7 +345,7 @@ class ClassOrientedPoison(abc.ABC):
             .batch(max(len(chosen), 1))
         )
         seed_images, seed_labels = next(iter(seeds.as_numpy_iterator()))
-        if not np.array_equal(_sparse_labels(seed_labels, "y"), _sparse_labels(labels, "y")[chosen]):
+        if not np.array_equal(to_class_indices(seed_labels, "y")[0], expected_seed_labels):
             raise ValueError(
                 "The dataset yielded different examples on two passes. Apply "
                 "the attack before `shuffle` (or any random transformation)."
@@ -654,18 +656,6 @@ def _validate_class(name, value, num_classes):
             f"Received: {name}={value}"
         )
     return int(value)
-
-
-def _sparse_labels(y, name):
-    y = np.asarray(y)
-    if y.ndim == 2:
-        return np.argmax(y, axis=-1)
-    if y.ndim != 1:
-        raise ValueError(
-            f"Expected `{name}` to be sparse labels (n,) or one-hot (n, K). "
-            f"Received: {name}.shape={y.shape}"
-        )
-    return y.astype("int64")
 
 
 def _logit_width(model):
