@@ -4,6 +4,7 @@ The public API is flat: `from keras_poison import RandomFlip`.
 """
 
 from keras_poison import datasets
+from keras_poison import defences
 from keras_poison import metrics
 from keras_poison import models
 from keras_poison.attacks import ClassPatternNoise
@@ -17,6 +18,16 @@ from keras_poison.attacks import VictimPoison
 from keras_poison.attacks import confused_class_pairs
 from keras_poison.attacks import logit_function
 from keras_poison.callbacks import ClassOrientedMetrics
+from keras_poison.defences import BootstrappingCrossentropy
+from keras_poison.defences import ClassPatternRemoval
+from keras_poison.defences import GeneralizedCrossEntropy
+from keras_poison.defences import ImageAugmentation
+from keras_poison.defences import LabelSmoothingCrossentropy
+from keras_poison.defences import PoisonMonitor
+from keras_poison.defences import RestoredWeightsCheck
+from keras_poison.defences import SeedDefences
+from keras_poison.defences import SymmetricCrossEntropy
+from keras_poison.defences import seed_defences
 from keras_poison.callbacks import RecraftPoisons
 from keras_poison.metrics import CTTResult
 from keras_poison.metrics import accuracy

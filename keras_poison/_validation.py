@@ -17,6 +17,33 @@ def validate_rate(name, value):
     return float(value)
 
 
+def validate_number(name, value, low=None, high=None, low_open=False, high_open=False):
+    """Returns `value` as a float inside the interval, or raises naming `name`."""
+    if isinstance(value, (bool, str, bytes)):
+        value_ok = False
+    else:
+        try:
+            value = float(value)
+            value_ok = True
+        except (TypeError, ValueError):
+            value_ok = False
+    if not value_ok:
+        raise TypeError(f"Expected `{name}` to be a number. Received: {name}={value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if value != value or too_low or too_high:
+        interval = (
+            ("(" if low_open else "[")
+            + ("-inf" if low is None else f"{low:g}")
+            + ", "
+            + ("inf" if high is None else f"{high:g}")
+            + (")" if high_open else "]")
+        )
+        raise ValueError(f"Expected `{name}` in {interval}. Received: {name}={value}")
+    return value
+
+
 def validate_int(name, value, minimum):
     """Returns `value` as a Python int >= `minimum`, or raises naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

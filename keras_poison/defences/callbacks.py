@@ -1,0 +1,399 @@
+"""Defence callbacks: watch a trusted held-out set while training.
+
+* `PoisonMonitor` is the class-oriented paper's countermeasure (§6,
+  "periodically checking the accuracy" of the model) made concrete: per-class
+  accuracy and each class's share of predictions on a trusted held-out set,
+  every epoch, with an alarm for the signatures of COES (one class's accuracy
+  collapses) and COEG (one class's share of predictions surges).
+* `RestoredWeightsCheck` warns when `EarlyStopping(restore_best_weights=True)`
+  restored weights that are no better than chance — the trap the seed
+  report's recipe falls into on batch-norm models (see `docs/benchmarks.md`).
+"""
+
+import warnings
+
+import keras
+import numpy as np
+
+from keras_poison._validation import to_class_indices
+from keras_poison._validation import validate_int
+from keras_poison._validation import validate_number
+
+_ACTIONS = ("log", "warn", "stop")
+
+
+@keras.saving.register_keras_serializable(package="keras_poison")
+class PoisonMonitor(keras.callbacks.Callback):
+    """Raises an alarm when one class collapses or one class takes over.
+
+    At the start of training and after every epoch the model predicts a
+    trusted held-out set; for every class `k` the monitor computes its
+    accuracy (the share of class-`k` examples predicted as `k`) and its
+    share of all predictions. It compares them with the last *good* epoch
+    (the last one without an alarm; at first, the model before training) and
+    raises an alarm when
+
+    * a class's accuracy fell by more than `max_accuracy_drop` (the COES
+      signature: a victim class breaks while the others are spared), or
+    * a class's share of predictions rose by more than `max_share_increase`
+      (the COEG signature: a supplanter class attracts predictions).
+
+    Keys written to `logs` (put this callback before `CSVLogger` or
+    `TensorBoard`): `<prefix>accuracy`, `<prefix>accuracy_<class>`,
+    `<prefix>share_<class>` and `<prefix>alarm` (1.0 on an alarm epoch).
+    Every alarm is also kept in `alarms`, a list of dicts.
+
+    Training from scratch changes per-class accuracy quickly at first; pass
+    `start_from_epoch` so the first epochs only set the reference. When
+    fine-tuning a trusted model (the class-oriented threat model), the model
+    before training is the reference and `start_from_epoch=0` fits.
+
+    Args:
+        x: trusted held-out images.
+        y: their labels, sparse or one-hot; every class must be present.
+        num_classes: int >= 2, or `None` to read it from one-hot `y`.
+            Defaults to `None`.
+        max_accuracy_drop: float in (0, 1], the largest fall of one class's
+            accuracy tolerated. Defaults to `0.2`.
+        max_share_increase: float in (0, 1], the largest rise of one class's
+            share of predictions tolerated. Defaults to `0.1`.
+        action: `"log"` (only log), `"warn"` (also `warnings.warn`) or
+            `"stop"` (also stop training). Defaults to `"warn"`.
+        restore_last_good_weights: bool; with `action="stop"`, put back the
+            weights of the last good epoch when stopping. Defaults to `True`.
+        start_from_epoch: int >= 0, the number of epochs that only update the
+            reference before alarms can fire. Defaults to `0`.
+        class_names: list of str or `None`, used in the log keys and
+            messages instead of class indices. Defaults to `None`.
+        prefix: str put before every key. Defaults to `"monitor_"`.
+        batch_size: int, prediction batch size. Defaults to `256`.
+
+    Example:
+
+    >>> model = keras_poison.models.lenet5(input_shape=(12, 12, 1), seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(40, 12, 12, 1)).astype("float32")
+    >>> y = np.arange(40) % 10
+    >>> monitor = PoisonMonitor(x, y, num_classes=10, action="log")
+    >>> history = model.fit(x, y, epochs=1, verbose=0, callbacks=[monitor])
+    >>> "monitor_alarm" in history.history, len(monitor.history)
+    (True, 2)
+    """
+
+    def __init__(
+        self,
+        x,
+        y,
+        num_classes=None,
+        max_accuracy_drop=0.2,
+        max_share_increase=0.1,
+        action="warn",
+        restore_last_good_weights=True,
+        start_from_epoch=0,
+        class_names=None,
+        prefix="monitor_",
+        batch_size=256,
+    ):
+        super().__init__()
+        labels, width = to_class_indices(y, "y")
+        if num_classes is None:
+            if width is None:
+                raise ValueError(
+                    "Expected `num_classes` when `y` holds sparse labels (a "
+                    "class absent from `y` could not be noticed otherwise). "
+                    "Received: num_classes=None"
+                )
+            num_classes = width
+        self.num_classes = validate_int("num_classes", num_classes, 2)
+        if width is not None and width != self.num_classes:
+            raise ValueError(
+                f"Expected one-hot `y` of width num_classes={self.num_classes}. "
+                f"Received: width {width}"
+            )
+        if labels.size and labels.max() >= self.num_classes:
+            raise ValueError(
+                f"Expected labels in [0, {self.num_classes}). Received: y "
+                f"contains {int(labels.max())}"
+            )
+        counts = np.bincount(labels, minlength=self.num_classes)
+        missing = np.flatnonzero(counts == 0)
+        if missing.size:
+            raise ValueError(
+                "Expected every class in the held-out set so its accuracy can "
+                f"be watched. Received: no examples of class(es) {missing.tolist()} "
+                f"in `y` (num_classes={self.num_classes})"
+            )
+        x = np.asarray(x)
+        if len(x) != len(labels):
+            raise ValueError(
+                "Expected as many held-out images as labels. Received: "
+                f"len(x)={len(x)}, len(y)={len(labels)}"
+            )
+        self.x = x
+        self.labels = labels
+        self.max_accuracy_drop = validate_number(
+            "max_accuracy_drop", max_accuracy_drop, low=0.0, high=1.0, low_open=True
+        )
+        self.max_share_increase = validate_number(
+            "max_share_increase", max_share_increase, low=0.0, high=1.0, low_open=True
+        )
+        if action not in _ACTIONS:
+            raise ValueError(
+                f"Expected `action` in {_ACTIONS}. Received: action={action!r}"
+            )
+        self.action = action
+        self.restore_last_good_weights = bool(restore_last_good_weights)
+        self.start_from_epoch = validate_int("start_from_epoch", start_from_epoch, 0)
+        if class_names is not None:
+            class_names = [str(name) for name in class_names]
+            if len(class_names) != self.num_classes:
+                raise ValueError(
+                    f"Expected {self.num_classes} `class_names`. "
+                    f"Received: {len(class_names)}"
+                )
+        self.class_names = class_names
+        self.prefix = str(prefix)
+        self.batch_size = validate_int("batch_size", batch_size, 1)
+        self._counts = counts
+
+    def _name(self, k):
+        return self.class_names[k] if self.class_names else str(k)
+
+    def measure(self):
+        """Per-class accuracy and prediction share of the model now.
+
+        Returns:
+            A dict with `accuracy` (overall), `class_accuracy` and
+            `prediction_share` (arrays of length `num_classes`).
+        """
+        probabilities = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
+        if probabilities.shape[-1] != self.num_classes:
+            raise ValueError(
+                f"Expected a model with {self.num_classes} outputs "
+                f"(num_classes={self.num_classes}). Received: output width "
+                f"{probabilities.shape[-1]}"
+            )
+        predicted = np.argmax(probabilities, axis=-1)
+        correct = predicted == self.labels
+        hits = np.bincount(self.labels[correct], minlength=self.num_classes)
+        shares = np.bincount(predicted, minlength=self.num_classes) / len(predicted)
+        return {
+            "accuracy": float(correct.mean()),
+            "class_accuracy": hits / self._counts,
+            "prediction_share": shares,
+        }
+
+    def on_train_begin(self, logs=None):
+        self.alarms = []
+        self.history = []
+        self.stopped_epoch = None
+        self.reference = self.measure()
+        self.reference_epoch = -1  # the model before training
+        self.history.append(self.reference)
+        self._good_weights = self.model.get_weights()
+
+    def _find_alarms(self, epoch, now):
+        found = []
+        drops = self.reference["class_accuracy"] - now["class_accuracy"]
+        rises = now["prediction_share"] - self.reference["prediction_share"]
+        for k in np.flatnonzero(drops > self.max_accuracy_drop):
+            found.append(
+                {
+                    "epoch": epoch,
+                    "kind": "accuracy_collapse",
+                    "class": int(k),
+                    "value": float(now["class_accuracy"][k]),
+                    "reference": float(self.reference["class_accuracy"][k]),
+                }
+            )
+        for k in np.flatnonzero(rises > self.max_share_increase):
+            found.append(
+                {
+                    "epoch": epoch,
+                    "kind": "share_surge",
+                    "class": int(k),
+                    "value": float(now["prediction_share"][k]),
+                    "reference": float(self.reference["prediction_share"][k]),
+                }
+            )
+        return found
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.measure()
+        self.history.append(now)
+        found = [] if epoch < self.start_from_epoch else self._find_alarms(epoch, now)
+        if logs is not None:
+            logs[f"{self.prefix}accuracy"] = now["accuracy"]
+            for k in range(self.num_classes):
+                name = self._name(k)
+                logs[f"{self.prefix}accuracy_{name}"] = float(now["class_accuracy"][k])
+                logs[f"{self.prefix}share_{name}"] = float(now["prediction_share"][k])
+            logs[f"{self.prefix}alarm"] = float(bool(found))
+        if not found:
+            self.reference = now
+            self.reference_epoch = epoch
+            self._good_weights = self.model.get_weights()
+            return
+
+        self.alarms.extend(found)
+        if self.action == "log":
+            return
+        warnings.warn(self._describe(epoch, found), stacklevel=2)
+        if self.action == "stop":
+            self.model.stop_training = True
+            self.stopped_epoch = epoch
+            if self.restore_last_good_weights:
+                self.model.set_weights(self._good_weights)
+
+    def _describe(self, epoch, found):
+        parts = []
+        for alarm in found:
+            what = "accuracy" if alarm["kind"] == "accuracy_collapse" else "share of predictions"
+            parts.append(
+                f"class {self._name(alarm['class'])} {what} "
+                f"{alarm['reference']:.3f} -> {alarm['value']:.3f}"
+            )
+        since = (
+            "before training"
+            if self.reference_epoch < 0
+            else f"epoch {self.reference_epoch + 1}"
+        )
+        message = (
+            f"PoisonMonitor: possible poisoning at epoch {epoch + 1} "
+            f"(compared with {since}): " + "; ".join(parts) + "."
+        )
+        if self.action == "stop":
+            message += " Training stopped"
+            if self.restore_last_good_weights:
+                message += f"; weights restored to {since}"
+            message += "."
+        return message
+
+    def get_config(self):
+        # The held-out data is not configuration; pass it again when rebuilding.
+        return {
+            "num_classes": self.num_classes,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "max_share_increase": self.max_share_increase,
+            "action": self.action,
+            "restore_last_good_weights": self.restore_last_good_weights,
+            "start_from_epoch": self.start_from_epoch,
+            "class_names": self.class_names,
+            "prefix": self.prefix,
+            "batch_size": self.batch_size,
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_poison")
+class RestoredWeightsCheck(keras.callbacks.Callback):
+    """Warns when `EarlyStopping` restored weights near chance accuracy.
+
+    `EarlyStopping(monitor="val_loss", restore_best_weights=True)` restores
+    the epoch with the lowest validation loss. The validation loss of a
+    batch-norm model can rise for its first epochs while its accuracy
+    climbs, so the "best" epoch may be the first, at chance level (this is
+    what the seed report's recipe did on the CIFAR subset; see
+    `docs/benchmarks.md`). This callback records `accuracy_key` every epoch
+    and, at the end of training, warns if the restored epoch's value is
+    within `margin` of chance (`1 / num_classes`). Put it after the
+    `EarlyStopping` it checks.
+
+    Args:
+        early_stopping: the `keras.callbacks.EarlyStopping` to check.
+        accuracy_key: str, the logged accuracy to read. Defaults to
+            `"val_accuracy"`.
+        margin: float in [0, 1], how far above chance counts as learning.
+            Defaults to `0.05`.
+
+    Example:
+
+    >>> stop = keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
+    >>> check = RestoredWeightsCheck(stop)
+    >>> check.margin
+    0.05
+    """
+
+    def __init__(self, early_stopping, accuracy_key="val_accuracy", margin=0.05):
+        super().__init__()
+        if not isinstance(early_stopping, keras.callbacks.EarlyStopping):
+            raise TypeError(
+                "Expected `early_stopping` to be a keras.callbacks.EarlyStopping. "
+                f"Received: {type(early_stopping).__name__}"
+            )
+        self.early_stopping = early_stopping
+        self.accuracy_key = str(accuracy_key)
+        self.margin = validate_number("margin", margin, low=0.0, high=1.0)
+
+    def on_train_begin(self, logs=None):
+        self.values = []
+        self.restored_epoch = None
+        self.near_chance = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.values.append((logs or {}).get(self.accuracy_key))
+
+    def on_train_end(self, logs=None):
+        stopper = self.early_stopping
+        if not stopper.restore_best_weights or stopper.best_weights is None:
+            return
+        self.restored_epoch = stopper.best_epoch
+        if self.restored_epoch >= len(self.values):
+            return
+        value = self.values[self.restored_epoch]
+        if value is None:
+            return
+        num_classes = _output_width(self.model)
+        if not num_classes:
+            return
+        chance = 1.0 / num_classes
+        if value <= chance + self.margin:
+            self.near_chance = True
+            warnings.warn(
+                f"EarlyStopping restored the weights of epoch "
+                f"{self.restored_epoch + 1}, whose {self.accuracy_key} "
+                f"{value:.3f} is near chance ({chance:.3f}). Its monitored "
+                f"'{stopper.monitor}' was lowest there, but the model had not "
+                "learned yet; pass `start_from_epoch` to EarlyStopping or "
+                "monitor an accuracy instead.",
+                stacklevel=2,
+            )
+
+    def get_config(self):
+        # Keras callbacks have no get_config; keep what rebuilds the stopper.
+        stopper = self.early_stopping
+        return {
+            "early_stopping": {
+                key: getattr(stopper, key)
+                for key in _EARLY_STOPPING_ARGS
+                if hasattr(stopper, key)
+            },
+            "accuracy_key": self.accuracy_key,
+            "margin": self.margin,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["early_stopping"] = keras.callbacks.EarlyStopping(
+            **config["early_stopping"]
+        )
+        return cls(**config)
+
+
+_EARLY_STOPPING_ARGS = (
+    "monitor",
+    "min_delta",
+    "patience",
+    "verbose",
+    "mode",
+    "baseline",
+    "restore_best_weights",
+    "start_from_epoch",
+)
+
+
+def _output_width(model):
+    """The number of classes a built model predicts, or None if unknown."""
+    try:
+        return int(model.outputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None

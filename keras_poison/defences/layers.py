@@ -1,0 +1,108 @@
+"""Defence layers that a user puts in front of their model."""
+
+import keras
+
+from keras_poison._validation import validate_number
+from keras_poison._validation import validate_value_range
+
+
+@keras.saving.register_keras_serializable(package="keras_poison")
+class ImageAugmentation(keras.layers.Layer):
+    """The seed report's augmentation: brightness, contrast, horizontal flip.
+
+    Seed report 000, §4.1: "small random adjustments in brightness and
+    contrast, and horizontal flipping of the input images", applied in that
+    order during training. The layer is made of Keras' own
+    `RandomBrightness`, `RandomContrast` and `RandomFlip("horizontal")`, so it
+    is the identity at inference (`training=False`) and runs inside the model
+    on whatever device trains it.
+
+    Args:
+        brightness: float in [0, 1], the largest brightness shift as a
+            fraction of the value range (`RandomBrightness(factor)`).
+            `0` turns it off. Defaults to `0.1`.
+        contrast: float in [0, 1], the largest contrast change
+            (`RandomContrast(factor)`). `0` turns it off. Defaults to `0.1`.
+        horizontal_flip: bool, whether to flip left-right at random.
+            Defaults to `True`.
+        value_range: `(low, high)` of the input images; outputs are clipped
+            to it. Defaults to `(0, 1)` (the library's models take images
+            scaled to [0, 1]); pass `(0, 255)` for unscaled images.
+        seed: int or `None`, seeds the three random layers. Defaults to
+            `None`.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> augment = ImageAugmentation(seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(4, 8, 8, 3)).astype("float32")
+    >>> bool(np.array_equal(augment(x, training=False), x))
+    True
+    >>> y = keras.ops.convert_to_numpy(augment(x, training=True))
+    >>> y.shape, bool(np.all((y >= 0) & (y <= 1)))
+    ((4, 8, 8, 3), True)
+    """
+
+    def __init__(
+        self,
+        brightness=0.1,
+        contrast=0.1,
+        horizontal_flip=True,
+        value_range=(0, 1),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.brightness = validate_number("brightness", brightness, low=0.0, high=1.0)
+        self.contrast = validate_number("contrast", contrast, low=0.0, high=1.0)
+        if not isinstance(horizontal_flip, bool):
+            raise TypeError(
+                "Expected `horizontal_flip` to be a bool. "
+                f"Received: horizontal_flip={horizontal_flip!r}"
+            )
+        self.horizontal_flip = horizontal_flip
+        if value_range is None:
+            raise TypeError(
+                "Expected `value_range` to be a pair (low, high). Received: value_range=None"
+            )
+        self.value_range = validate_value_range("value_range", value_range)
+        self.seed = seed
+        # Distinct seeds so the three draws are not correlated.
+        seeds = [None if seed is None else seed + offset for offset in range(3)]
+        self._steps = []
+        if self.brightness > 0:
+            self._steps.append(
+                keras.layers.RandomBrightness(
+                    self.brightness, value_range=self.value_range, seed=seeds[0]
+                )
+            )
+        if self.contrast > 0:
+            self._steps.append(
+                keras.layers.RandomContrast(
+                    self.contrast, value_range=self.value_range, seed=seeds[1]
+                )
+            )
+        if self.horizontal_flip:
+            self._steps.append(keras.layers.RandomFlip("horizontal", seed=seeds[2]))
+
+    def call(self, inputs, training=None):
+        outputs = inputs
+        for step in self._steps:
+            outputs = step(outputs, training=training)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "brightness": self.brightness,
+                "contrast": self.contrast,
+                "horizontal_flip": self.horizontal_flip,
+                "value_range": list(self.value_range),
+                "seed": self.seed,
+            }
+        )
+        return config
