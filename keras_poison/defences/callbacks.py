@@ -29,9 +29,11 @@ class PoisonMonitor(keras.callbacks.Callback):
     At the start of training and after every epoch the model predicts a
     trusted held-out set; for every class `k` the monitor computes its
     accuracy (the share of class-`k` examples predicted as `k`) and its
-    share of all predictions. It compares them with the last *good* epoch
-    (the last one without an alarm; at first, the model before training) and
-    raises an alarm when
+    share of all predictions. It compares them with two references, the last
+    *good* epoch (the last one without an alarm) and the starting point (the
+    model before training, or the state at `start_from_epoch`), taking for
+    each class the better of the two, so that both a sudden fall and a slow
+    drift show. It raises an alarm when
 
     * a class's accuracy fell by more than `max_accuracy_drop` (the COES
       signature: a victim class breaks while the others are spared), or
@@ -188,13 +190,23 @@ class PoisonMonitor(keras.callbacks.Callback):
         self.stopped_epoch = None
         self.reference = self.measure()
         self.reference_epoch = -1  # the model before training
+        self.start = self.reference
         self.history.append(self.reference)
         self._good_weights = self.model.get_weights()
 
     def _find_alarms(self, epoch, now):
+        # Compare with the better of the last good epoch and the starting
+        # point: a sudden fall shows against the first, a slow drift against
+        # the second.
+        best_accuracy = np.maximum(
+            self.reference["class_accuracy"], self.start["class_accuracy"]
+        )
+        lowest_share = np.minimum(
+            self.reference["prediction_share"], self.start["prediction_share"]
+        )
         found = []
-        drops = self.reference["class_accuracy"] - now["class_accuracy"]
-        rises = now["prediction_share"] - self.reference["prediction_share"]
+        drops = best_accuracy - now["class_accuracy"]
+        rises = now["prediction_share"] - lowest_share
         for k in np.flatnonzero(drops > self.max_accuracy_drop):
             found.append(
                 {
@@ -202,7 +214,7 @@ class PoisonMonitor(keras.callbacks.Callback):
                     "kind": "accuracy_collapse",
                     "class": int(k),
                     "value": float(now["class_accuracy"][k]),
-                    "reference": float(self.reference["class_accuracy"][k]),
+                    "reference": float(best_accuracy[k]),
                 }
             )
         for k in np.flatnonzero(rises > self.max_share_increase):
@@ -212,7 +224,7 @@ class PoisonMonitor(keras.callbacks.Callback):
                     "kind": "share_surge",
                     "class": int(k),
                     "value": float(now["prediction_share"][k]),
-                    "reference": float(self.reference["prediction_share"][k]),
+                    "reference": float(lowest_share[k]),
                 }
             )
         return found
@@ -228,6 +240,8 @@ class PoisonMonitor(keras.callbacks.Callback):
                 logs[f"{self.prefix}accuracy_{name}"] = float(now["class_accuracy"][k])
                 logs[f"{self.prefix}share_{name}"] = float(now["prediction_share"][k])
             logs[f"{self.prefix}alarm"] = float(bool(found))
+        if epoch < self.start_from_epoch:
+            self.start = now
         if not found:
             self.reference = now
             self.reference_epoch = epoch

@@ -85,6 +85,11 @@ class ImageAugmentation(keras.layers.Layer):
         if self.horizontal_flip:
             self._steps.append(keras.layers.RandomFlip("horizontal", seed=seeds[2]))
 
+    def build(self, input_shape):
+        for step in self._steps:
+            step.build(input_shape)
+        self.built = True
+
     def call(self, inputs, training=None):
         outputs = inputs
         for step in self._steps:

@@ -80,6 +80,7 @@ def label_smoothing_crossentropy(y_true, y_pred, label_smoothing=0.1, from_logit
     Returns:
         The per-example loss, shape `(batch,)`.
     """
+    y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
     target = _target_distribution(y_true, y_pred)
     num_classes = ops.cast(ops.shape(y_pred)[-1], target.dtype)
     target = target * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -103,6 +104,7 @@ def generalized_cross_entropy(y_true, y_pred, q=0.7, from_logits=False):
     Returns:
         The per-example loss, shape `(batch,)`.
     """
+    y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
     target = _target_distribution(y_true, y_pred)
     p, _ = _probabilities(y_pred, from_logits)
     return (1.0 - ops.sum(target * ops.power(p, q), axis=-1)) / q
@@ -132,6 +134,7 @@ def symmetric_cross_entropy(
     Returns:
         The per-example loss, shape `(batch,)`.
     """
+    y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
     target = _target_distribution(y_true, y_pred)
     p, log_p = _probabilities(y_pred, from_logits)
     cross_entropy = -ops.sum(target * log_p, axis=-1)
@@ -164,6 +167,7 @@ def bootstrapping_crossentropy(y_true, y_pred, beta=0.95, mode="soft", from_logi
     Returns:
         The per-example loss, shape `(batch,)`.
     """
+    y_true, y_pred = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
     target = _target_distribution(y_true, y_pred)
     p, log_p = _probabilities(y_pred, from_logits)
     if mode == "hard":

@@ -4,6 +4,7 @@ import doctest
 import os
 import tempfile
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,8 +15,16 @@ from keras_poison.attacks import class_oriented
 from keras_poison.attacks import class_pattern
 from keras_poison.attacks import label_flip
 from keras_poison.attacks import poison_set
+from keras_poison.defences import callbacks as defence_callbacks
+from keras_poison.defences import layers
+from keras_poison.defences import losses
+from keras_poison.defences import pattern_removal
+from keras_poison.defences import recipes
 
-MODULES = [label_flip, class_pattern, class_oriented, poison_set, callbacks]
+MODULES = [
+    label_flip, class_pattern, class_oriented, poison_set, callbacks,
+    layers, losses, defence_callbacks, pattern_removal, recipes,
+]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
@@ -26,6 +35,7 @@ def test_docstring_examples_hold(module):
         "tf": tf,
         "os": os,
         "tempfile": tempfile,
+        "keras": keras,
         "keras_poison": keras_poison,
         **names,
     }

@@ -1,0 +1,181 @@
+"""ImageAugmentation, seed_defences() and RestoredWeightsCheck."""
+
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+import keras_poison
+from keras_poison import ImageAugmentation
+from keras_poison import LabelSmoothingCrossentropy
+from keras_poison import RestoredWeightsCheck
+from keras_poison import seed_defences
+
+IMAGES = np.random.default_rng(0).uniform(size=(16, 8, 8, 3)).astype("float32")
+
+
+def as_numpy(tensor):
+    return keras.ops.convert_to_numpy(tensor)
+
+
+def test_augmentation_is_identity_at_inference():
+    layer = ImageAugmentation(seed=0)
+    np.testing.assert_array_equal(as_numpy(layer(IMAGES, training=False)), IMAGES)
+
+
+def test_augmentation_changes_images_in_training_and_stays_in_range():
+    out = as_numpy(ImageAugmentation(seed=0)(IMAGES, training=True))
+    assert out.shape == IMAGES.shape
+    assert not np.allclose(out, IMAGES)
+    assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_augmentation_respects_a_0_255_value_range():
+    images = IMAGES * 255.0
+    out = as_numpy(ImageAugmentation(value_range=(0, 255), seed=0)(images, training=True))
+    assert out.max() <= 255.0 and out.min() >= 0.0
+    assert out.max() > 1.0  # not squashed to [0, 1]
+
+
+def test_flip_only_augmentation_mirrors_images_left_right():
+    layer = ImageAugmentation(brightness=0.0, contrast=0.0, horizontal_flip=True, seed=3)
+    out = as_numpy(layer(IMAGES, training=True))
+    for original, augmented in zip(IMAGES, out):
+        assert np.array_equal(augmented, original) or np.array_equal(
+            augmented, original[:, ::-1]
+        )
+    assert not np.array_equal(out, IMAGES)  # some flipped
+
+
+def test_augmentation_with_everything_off_is_identity_in_training():
+    layer = ImageAugmentation(brightness=0.0, contrast=0.0, horizontal_flip=False)
+    np.testing.assert_array_equal(as_numpy(layer(IMAGES, training=True)), IMAGES)
+
+
+def test_model_with_augmentation_saves_and_loads_without_custom_objects(tmp_path):
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        ImageAugmentation(brightness=0.2, contrast=0.3, seed=1),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile("adam", loss=LabelSmoothingCrossentropy(0.1))
+    model.fit(IMAGES, np.arange(16) % 3, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    layer = loaded.layers[0]
+    assert isinstance(layer, ImageAugmentation)
+    assert layer.get_config() == model.layers[0].get_config()
+    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0))
+
+
+def test_augmentation_config_round_trip():
+    layer = ImageAugmentation(brightness=0.3, contrast=0.0, value_range=(0, 255), seed=5)
+    clone = ImageAugmentation.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"brightness": 1.5}, "brightness"),
+    ({"contrast": -0.1}, "contrast"),
+    ({"value_range": (1, 0)}, "value_range"),
+])
+def test_augmentation_bad_arguments_are_rejected(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ImageAugmentation(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"horizontal_flip": "yes"}, "horizontal_flip"),
+    ({"value_range": None}, "value_range"),
+    ({"brightness": "0.1"}, "brightness"),
+])
+def test_augmentation_wrong_types_are_rejected(kwargs, name):
+    with pytest.raises(TypeError, match=name):
+        ImageAugmentation(**kwargs)
+
+
+# ----------------------------------------------------------- seed_defences
+
+
+def test_seed_defences_are_the_seed_report_settings():
+    defences = seed_defences()
+    assert isinstance(defences.augmentation, ImageAugmentation)
+    assert defences.loss.label_smoothing == pytest.approx(0.1)
+    stopper = defences.callbacks[0]
+    assert isinstance(stopper, keras.callbacks.EarlyStopping)
+    assert (stopper.monitor, stopper.patience, stopper.restore_best_weights) == (
+        "val_loss", 5, True
+    )
+    assert isinstance(defences.callbacks[1], RestoredWeightsCheck)
+    assert defences.callbacks[1].early_stopping is stopper
+
+
+def test_seed_defences_train_a_model_with_sparse_labels():
+    defences = seed_defences(seed=0, patience=1)
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)), defences.augmentation, keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    model.compile("adam", loss=defences.loss, metrics=["accuracy"])
+    y = np.arange(16) % 3
+    history = model.fit(IMAGES, y, validation_data=(IMAGES, y), epochs=3, verbose=0,
+                        callbacks=defences.callbacks)
+    assert 1 <= len(history.history["loss"]) <= 3
+
+
+def test_seed_defences_reject_bad_arguments():
+    with pytest.raises(ValueError, match="patience"):
+        seed_defences(patience=-1)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        seed_defences(label_smoothing=1.0)
+
+
+def _run_checked(val_losses, val_accuracies):
+    """Drives EarlyStopping + RestoredWeightsCheck through a fake training run."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(10, activation="softmax")])
+    stopper = keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
+    check = RestoredWeightsCheck(stopper)
+    callbacks = keras.callbacks.CallbackList([stopper, check], model=model)
+    callbacks.on_train_begin()
+    for epoch, (loss, acc) in enumerate(zip(val_losses, val_accuracies)):
+        callbacks.on_epoch_end(epoch, {"val_loss": loss, "val_accuracy": acc})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        callbacks.on_train_end()
+    return check, [w for w in caught if "near chance" in str(w.message)]
+
+
+def test_restored_weights_check_warns_when_early_stopping_restores_chance_weights():
+    # The seed recipe's trap: val_loss lowest at epoch 1, accuracy climbing after.
+    check, warned = _run_checked([2.4, 2.9, 3.1, 3.2, 3.0, 3.3, 3.4], [0.11, 0.2, 0.3, 0.35, 0.4, 0.4, 0.45])
+    assert check.restored_epoch == 0 and check.near_chance
+    assert len(warned) == 1 and "epoch 1" in str(warned[0].message)
+
+
+def test_restored_weights_check_is_quiet_when_restored_weights_learned():
+    check, warned = _run_checked([2.0, 1.5, 1.2, 1.3], [0.3, 0.45, 0.55, 0.54])
+    assert check.restored_epoch == 2 and not check.near_chance
+    assert not warned
+
+
+def test_restored_weights_check_config_rebuilds_its_early_stopping():
+    stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=7,
+                                            restore_best_weights=True, start_from_epoch=3)
+    clone = RestoredWeightsCheck.from_config(RestoredWeightsCheck(stopper, margin=0.1).get_config())
+    assert (clone.early_stopping.monitor, clone.early_stopping.patience,
+            clone.early_stopping.start_from_epoch, clone.margin) == ("val_accuracy", 7, 3, 0.1)
+
+
+def test_restored_weights_check_needs_an_early_stopping():
+    with pytest.raises(TypeError, match="EarlyStopping"):
+        RestoredWeightsCheck(keras.callbacks.History())
+
+
+def test_defences_are_exported_at_the_top_level():
+    for name in ("ImageAugmentation", "seed_defences", "SeedDefences", "PoisonMonitor",
+                 "RestoredWeightsCheck", "ClassPatternRemoval"):
+        assert hasattr(keras_poison, name)

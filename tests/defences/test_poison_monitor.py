@@ -1,0 +1,273 @@
+"""PoisonMonitor: catches COES/COEG signatures, stays quiet on clean training."""
+
+import csv
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from keras_poison import PoisonMonitor
+from keras_poison import datasets
+
+VICTIM, SUPPLANTER = 3, 5
+
+
+def build_model():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Dense(64, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(h))
+
+
+@pytest.fixture(scope="module")
+def trusted():
+    """A model trained on clean digits, the trusted held-out set, training data."""
+    (x_train, y_train), (x_test, y_test) = datasets.load("digits")
+    x_train = x_train.astype("float32") / 255.0
+    x_test = x_test.astype("float32") / 255.0
+    keras.utils.set_random_seed(0)
+    model = build_model()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x_train, y_train, epochs=30, batch_size=64, verbose=0)
+    return model.get_weights(), x_train, y_train, x_test, y_test
+
+
+def fine_tune(trusted, y_train, monitor, epochs=5, extra_callbacks=()):
+    weights, x_train, _, _, _ = trusted
+    keras.utils.set_random_seed(1)
+    model = build_model()
+    model.set_weights(weights)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    history = model.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0,
+                        callbacks=[monitor, *extra_callbacks])
+    return model, history
+
+
+def test_quiet_while_fine_tuning_on_clean_data(trusted):
+    _, _, y_train, x_test, y_test = trusted
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, action="log")
+    _, history = fine_tune(trusted, y_train, monitor)
+    assert monitor.alarms == []
+    assert history.history["monitor_alarm"] == [0.0] * 5
+
+
+def test_victim_class_collapse_raises_an_accuracy_alarm(trusted):
+    _, _, y_train, x_test, y_test = trusted
+    poisoned = np.where(y_train == VICTIM, 8, y_train)  # COES-like: victim broken
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, action="log")
+    fine_tune(trusted, poisoned, monitor)
+    collapses = [a for a in monitor.alarms if a["kind"] == "accuracy_collapse"]
+    assert {a["class"] for a in collapses} == {VICTIM}
+    assert collapses[0]["value"] < collapses[0]["reference"] - 0.2
+
+
+def test_supplanter_surge_raises_a_share_alarm(trusted):
+    _, _, y_train, x_test, y_test = trusted
+    rng = np.random.default_rng(0)
+    poisoned = np.where(rng.uniform(size=len(y_train)) < 0.5, SUPPLANTER, y_train)
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, action="log")
+    fine_tune(trusted, poisoned, monitor)
+    surges = [a for a in monitor.alarms if a["kind"] == "share_surge"]
+    assert surges and {a["class"] for a in surges} == {SUPPLANTER}
+
+
+def test_stop_action_stops_and_restores_the_last_good_weights(trusted):
+    weights, _, y_train, x_test, y_test = trusted
+    poisoned = np.where(y_train == VICTIM, 8, y_train)
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, action="stop")
+    with pytest.warns(UserWarning, match="PoisonMonitor: possible poisoning"):
+        model, history = fine_tune(trusted, poisoned, monitor, epochs=10)
+    assert len(history.history["loss"]) == monitor.stopped_epoch + 1 < 10
+    if monitor.reference_epoch == -1:  # alarm at the first epoch: the trusted model
+        for restored, original in zip(model.get_weights(), weights):
+            np.testing.assert_array_equal(restored, original)
+    restored_accuracy = monitor.measure()["class_accuracy"][VICTIM]
+    assert restored_accuracy == pytest.approx(monitor.reference["class_accuracy"][VICTIM])
+
+
+def test_warn_action_warns_and_keeps_training(trusted):
+    _, _, y_train, x_test, y_test = trusted
+    poisoned = np.where(y_train == VICTIM, 8, y_train)
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, action="warn")
+    with pytest.warns(UserWarning, match=f"class {VICTIM} accuracy"):
+        _, history = fine_tune(trusted, poisoned, monitor, epochs=3)
+    assert len(history.history["loss"]) == 3
+
+
+def test_logs_reach_history_and_csv_logger(trusted, tmp_path):
+    _, _, y_train, x_test, y_test = trusted
+    names = [f"digit{k}" for k in range(10)]
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, class_names=names, action="log")
+    path = os.path.join(tmp_path, "log.csv")
+    _, history = fine_tune(trusted, y_train, monitor, epochs=2,
+                           extra_callbacks=[keras.callbacks.CSVLogger(path)])
+    for key in ("monitor_accuracy", "monitor_accuracy_digit3", "monitor_share_digit5", "monitor_alarm"):
+        assert len(history.history[key]) == 2
+    with open(path) as f:
+        header = next(csv.reader(f))
+    assert "monitor_share_digit9" in header
+    shares = [history.history[f"monitor_share_digit{k}"][-1] for k in range(10)]
+    assert sum(shares) == pytest.approx(1.0)
+
+
+def test_one_hot_holdout_labels_need_no_num_classes(trusted):
+    _, _, y_train, x_test, y_test = trusted
+    monitor = PoisonMonitor(x_test, np.eye(10)[y_test], action="log")
+    assert monitor.num_classes == 10
+
+
+class _ScriptedModel:
+    """Stands in for a model: predicts a scripted class per example and call."""
+
+    def __init__(self, scripts):
+        self.scripts = list(scripts)
+        self.calls = 0
+        self.stop_training = False
+        self.weights = [np.zeros(1)]
+
+    def predict(self, x, batch_size=None, verbose=0):
+        predicted = self.scripts[min(self.calls, len(self.scripts) - 1)]
+        self.calls += 1
+        return np.eye(2)[predicted]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        self.weights = [w.copy() for w in weights]
+
+
+def _drive(monitor, model, epochs):
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    for epoch in range(epochs):
+        model.weights = [np.full(1, epoch + 1.0)]
+        monitor.on_epoch_end(epoch, {})
+
+
+def _class0_accuracy(correct):
+    """Scripted predictions: the first `correct` of ten class-0 examples right."""
+    predicted = np.array([0] * 10 + [1] * 10)
+    predicted[correct:10] = 1
+    return predicted
+
+
+Y2 = np.array([0] * 10 + [1] * 10)
+
+
+def test_thresholds_are_strict_and_stop_restores_the_last_good_weights():
+    # Class 0 accuracy: 1.0 before training, 0.8 (drop 0.2: not > 0.2), then 0.5.
+    monitor = PoisonMonitor(np.zeros((20, 1)), Y2, num_classes=2, max_accuracy_drop=0.2,
+                            max_share_increase=0.5, action="stop")
+    model = _ScriptedModel([_class0_accuracy(10), _class0_accuracy(8), _class0_accuracy(5)])
+    with pytest.warns(UserWarning):
+        _drive(monitor, model, epochs=2)
+    assert [(a["epoch"], a["kind"], a["class"]) for a in monitor.alarms] == [
+        (1, "accuracy_collapse", 0)
+    ]
+    assert model.stop_training and model.weights[0][0] == 1.0  # epoch-0 weights back
+
+
+def test_slow_drift_is_caught_against_the_starting_point():
+    # Class 0 loses 0.15 per epoch: never 0.2 since the last good epoch,
+    # but 0.3 below the trusted model by the second epoch.
+    monitor = PoisonMonitor(np.zeros((20, 1)), Y2, num_classes=2, action="log")
+    scripts = [_class0_accuracy(10), _class0_accuracy(9), _class0_accuracy(7), _class0_accuracy(6)]
+    _drive(monitor, _ScriptedModel(scripts), epochs=3)
+    collapses = [(a["epoch"], a["reference"]) for a in monitor.alarms
+                 if a["kind"] == "accuracy_collapse"]
+    assert collapses[0] == (1, 1.0)
+
+
+def test_sudden_fall_is_caught_against_the_last_good_epoch():
+    # From scratch: class 0 climbs from 0.1 to 0.9 after the warm-up, then falls to 0.6.
+    monitor = PoisonMonitor(np.zeros((20, 1)), Y2, num_classes=2, action="log",
+                            start_from_epoch=1, max_share_increase=0.5)
+    scripts = [_class0_accuracy(1), _class0_accuracy(1), _class0_accuracy(9), _class0_accuracy(6)]
+    _drive(monitor, _ScriptedModel(scripts), epochs=3)
+    assert [(a["epoch"], a["reference"]) for a in monitor.alarms] == [(2, pytest.approx(0.9))]
+
+
+def test_start_from_epoch_only_updates_the_reference():
+    # An untrained model predicts class 0 for everything; after epoch 1 it is
+    # right, so class 1's share of predictions jumps from 0 to 0.5.
+    y = np.array([0] * 10 + [1] * 10)
+    untrained = np.zeros(20, int)
+    scripts = [untrained, y, y]
+    eager = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log")
+    _drive(eager, _ScriptedModel(scripts), epochs=2)
+    # The reference stays at the last good state (before training): both epochs alarm.
+    assert [(a["epoch"], a["kind"], a["class"]) for a in eager.alarms] == [
+        (0, "share_surge", 1), (1, "share_surge", 1)
+    ]
+    patient = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=1)
+    _drive(patient, _ScriptedModel(scripts), epochs=2)
+    assert patient.alarms == [] and patient.reference_epoch == 1
+
+
+def test_config_rebuilds_an_equal_monitor(trusted):
+    _, _, _, x_test, y_test = trusted
+    monitor = PoisonMonitor(x_test, y_test, num_classes=10, max_accuracy_drop=0.3,
+                            action="stop", start_from_epoch=2)
+    clone = PoisonMonitor(x_test, y_test, **monitor.get_config())
+    assert clone.get_config() == monitor.get_config()
+
+
+# ------------------------------------------------------------------ bad input
+
+Y = np.arange(20) % 4
+X = np.zeros((20, 2, 2, 1), "float32")
+
+
+def test_holdout_missing_a_class_is_rejected():
+    with pytest.raises(ValueError, match=r"no examples of class\(es\) \[3\]"):
+        PoisonMonitor(X, Y % 3, num_classes=4)
+
+
+def test_holdout_labels_outside_range_are_rejected():
+    with pytest.raises(ValueError, match=r"labels in \[0, 4\). Received: y contains 7"):
+        PoisonMonitor(X, np.where(Y == 0, 7, Y), num_classes=4)
+
+
+def test_negative_holdout_labels_are_rejected():
+    with pytest.raises(ValueError, match=">= 0"):
+        PoisonMonitor(X, Y - 1, num_classes=4)
+
+
+@pytest.mark.parametrize("name,value", [
+    ("max_accuracy_drop", 0.0), ("max_accuracy_drop", 1.5),
+    ("max_share_increase", -0.1), ("max_share_increase", 2.0),
+])
+def test_thresholds_outside_their_range_are_rejected(name, value):
+    with pytest.raises(ValueError, match=rf"`{name}` in \(0, 1\]. Received: {name}="):
+        PoisonMonitor(X, Y, num_classes=4, **{name: value})
+
+
+def test_unknown_action_is_rejected():
+    with pytest.raises(ValueError, match="action"):
+        PoisonMonitor(X, Y, num_classes=4, action="panic")
+
+
+def test_sparse_labels_without_num_classes_are_rejected():
+    with pytest.raises(ValueError, match="num_classes"):
+        PoisonMonitor(X, Y)
+
+
+def test_mismatched_lengths_are_rejected():
+    with pytest.raises(ValueError, match="len\\(x\\)=19"):
+        PoisonMonitor(X[:19], Y, num_classes=4)
+
+
+def test_wrong_number_of_class_names_is_rejected():
+    with pytest.raises(ValueError, match="class_names"):
+        PoisonMonitor(X, Y, num_classes=4, class_names=["a", "b"])
+
+
+def test_model_with_another_number_of_classes_is_rejected_at_train_begin():
+    model = keras.Sequential([keras.Input((2, 2, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    monitor = PoisonMonitor(X, Y, num_classes=4)
+    with pytest.raises(ValueError, match="4 outputs"):
+        model.fit(X, Y % 3, epochs=1, verbose=0, callbacks=[monitor])
