@@ -75,6 +75,8 @@ DEFENCES = {
     "aug_gce": ("augmentation + GCE", "`ImageAugmentation()` + GCE q=0.7"),
     "aug_sce": ("augmentation + SCE", "`ImageAugmentation()` + SCE"),
     "removal_aug": ("pattern removal + augmentation", "removal + `ImageAugmentation()`"),
+    "centre": ("colour centering", "`ColourCentering()` layer (train and test)"),
+    "removal_centre": ("pattern removal + colour centering", "`ClassPatternRemoval(10)` + `ColourCentering()`"),
 }
 
 
@@ -183,6 +185,8 @@ def build_and_compile(defence, seed, input_shape):
         callbacks = recipe.callbacks
     elif defence in ("aug", "aug_gce", "aug_sce", "removal_aug"):
         front.append(kp.ImageAugmentation(seed=seed))
+    elif defence in ("centre", "removal_centre"):
+        front.append(kp.ColourCentering())
     elif defence == "grayscale":
         front.append(keras.layers.RandomGrayscale(factor=0.5, seed=seed))
     elif defence == "jpeg":
@@ -219,7 +223,7 @@ def run_cell(attack, defence, seed, data, report, args):
     keras.utils.set_random_seed(seed)
     x_p, y_p, mask, attack_config = attacked_data(attack, seed, x_train, y_train, report, args)
     extra = {}
-    if defence in ("removal", "removal_aug"):
+    if defence in ("removal", "removal_aug", "removal_centre"):
         removal = kp.ClassPatternRemoval(num_classes=NUM_CLASSES).fit(x_p, y_p)
         x_p, _ = removal.remove(x_p, y_p)
         extra["removal_weights"] = removal.weights.tolist()

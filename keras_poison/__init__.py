@@ -20,6 +20,7 @@ from keras_poison.attacks import logit_function
 from keras_poison.callbacks import ClassOrientedMetrics
 from keras_poison.defences import BootstrappingCrossentropy
 from keras_poison.defences import ClassPatternRemoval
+from keras_poison.defences import ColourCentering
 from keras_poison.defences import GeneralizedCrossEntropy
 from keras_poison.defences import ImageAugmentation
 from keras_poison.defences import LabelSmoothingCrossentropy

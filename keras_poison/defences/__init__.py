@@ -2,6 +2,7 @@
 
 from keras_poison.defences.callbacks import PoisonMonitor
 from keras_poison.defences.callbacks import RestoredWeightsCheck
+from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
 from keras_poison.defences.losses import BootstrappingCrossentropy
 from keras_poison.defences.losses import GeneralizedCrossEntropy

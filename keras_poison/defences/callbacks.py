@@ -283,7 +283,7 @@ class PoisonMonitor(keras.callbacks.Callback):
         return message
 
     def get_config(self):
-        # The held-out data is not configuration; pass it again when rebuilding.
+        # The held-out data is not configuration: `from_config` takes it again.
         return {
             "num_classes": self.num_classes,
             "max_accuracy_drop": self.max_accuracy_drop,
@@ -295,6 +295,17 @@ class PoisonMonitor(keras.callbacks.Callback):
             "prefix": self.prefix,
             "batch_size": self.batch_size,
         }
+
+    @classmethod
+    def from_config(cls, config, x=None, y=None):
+        """Rebuilds the monitor from `get_config()` and its held-out data."""
+        if x is None or y is None:
+            raise ValueError(
+                "PoisonMonitor.from_config needs the trusted held-out data: "
+                "`PoisonMonitor.from_config(config, x, y)`. Received: "
+                f"x={'None' if x is None else 'array'}, y={'None' if y is None else 'array'}"
+            )
+        return cls(x, y, **config)
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")

@@ -1,4 +1,8 @@
-"""Defence layers that a user puts in front of their model."""
+"""Defence layers that a user puts in front of their model.
+
+* `ImageAugmentation`: the seed report's brightness, contrast and flip.
+* `ColourCentering`: removes each image's mean colour (class colour biases).
+"""
 
 import keras
 
@@ -111,3 +115,38 @@ class ImageAugmentation(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_poison")
+class ColourCentering(keras.layers.Layer):
+    """Subtracts each image's mean colour, per channel, in training and inference.
+
+    A class-wise colour bias (seed report 000, §3.2: the "class-specific
+    colour bias" of the clean-label attack) is the same constant added to
+    every pixel of an image; removing each image's own mean per channel
+    removes any such constant exactly (up to clipping), whatever its value,
+    while the image's structure is kept. Unlike an augmentation it also runs
+    at inference, so training and test images are treated alike. The price
+    is the image's overall colour cast, which the model no longer sees.
+    Pair it with `ClassPatternRemoval`, which removes the fine-grained part
+    of class patterns but cannot tell a colour bias from a class's natural
+    colour.
+
+    Args:
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> layer = ColourCentering()
+    >>> x = np.random.default_rng(0).uniform(size=(2, 4, 4, 3)).astype("float32")
+    >>> shifted = x + np.array([0.1, -0.05, 0.02], "float32")  # a colour bias
+    >>> np.allclose(layer(x), layer(shifted), atol=1e-6)
+    True
+    """
+
+    def call(self, inputs):
+        inputs = keras.ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        return inputs - keras.ops.mean(inputs, axis=(-3, -2), keepdims=True)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

@@ -165,7 +165,8 @@ def test_restored_weights_check_is_quiet_when_restored_weights_learned():
 def test_restored_weights_check_config_rebuilds_its_early_stopping():
     stopper = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=7,
                                             restore_best_weights=True, start_from_epoch=3)
-    clone = RestoredWeightsCheck.from_config(RestoredWeightsCheck(stopper, margin=0.1).get_config())
+    config = keras.saving.serialize_keras_object(RestoredWeightsCheck(stopper, margin=0.1))
+    clone = keras.saving.deserialize_keras_object(config)
     assert (clone.early_stopping.monitor, clone.early_stopping.patience,
             clone.early_stopping.start_from_epoch, clone.margin) == ("val_accuracy", 7, 3, 0.1)
 
@@ -179,3 +180,36 @@ def test_defences_are_exported_at_the_top_level():
     for name in ("ImageAugmentation", "seed_defences", "SeedDefences", "PoisonMonitor",
                  "RestoredWeightsCheck", "ClassPatternRemoval"):
         assert hasattr(keras_poison, name)
+
+
+# --------------------------------------------------------- ColourCentering
+
+
+def test_colour_centering_removes_any_constant_colour_shift_exactly():
+    from keras_poison import ColourCentering
+
+    bias = np.array([0.08, -0.03, 0.05], "float32")
+    layer = ColourCentering()
+    np.testing.assert_allclose(as_numpy(layer(IMAGES + bias)), as_numpy(layer(IMAGES)), atol=1e-6)
+    centred = as_numpy(layer(IMAGES))
+    np.testing.assert_allclose(centred.mean(axis=(1, 2)), 0.0, atol=1e-6)
+
+
+def test_colour_centering_keeps_the_image_structure():
+    from keras_poison import ColourCentering
+
+    centred = as_numpy(ColourCentering()(IMAGES))
+    expected = IMAGES - IMAGES.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(centred, expected, atol=1e-6)
+
+
+def test_model_with_colour_centering_saves_and_loads_without_custom_objects(tmp_path):
+    from keras_poison import ColourCentering
+
+    model = keras.Sequential([keras.Input((8, 8, 3)), ColourCentering(), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.layers[0], ColourCentering)
+    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0))

@@ -210,8 +210,12 @@ def test_config_rebuilds_an_equal_monitor(trusted):
     _, _, _, x_test, y_test = trusted
     monitor = PoisonMonitor(x_test, y_test, num_classes=10, max_accuracy_drop=0.3,
                             action="stop", start_from_epoch=2)
-    clone = PoisonMonitor(x_test, y_test, **monitor.get_config())
+    config = keras.saving.serialize_keras_object(monitor)
+    assert config["registered_name"] == "keras_poison>PoisonMonitor"
+    clone = PoisonMonitor.from_config(monitor.get_config(), x_test, y_test)
     assert clone.get_config() == monitor.get_config()
+    with pytest.raises(ValueError, match="held-out data"):
+        PoisonMonitor.from_config(monitor.get_config())
 
 
 # ------------------------------------------------------------------ bad input
