@@ -75,6 +75,8 @@ DEFENCES = {
     "aug_gce": ("augmentation + GCE", "`ImageAugmentation()` + GCE q=0.7"),
     "aug_sce": ("augmentation + SCE", "`ImageAugmentation()` + SCE"),
     "removal_aug": ("pattern removal + augmentation", "removal + `ImageAugmentation()`"),
+    "mixup": ("mixup α=0.4", "`keras.layers.MixUp(alpha=0.4)` on one-hot training batches (Zhang et al. 2018)"),
+    "aug_mixup": ("augmentation + mixup", "`ImageAugmentation()` + `keras.layers.MixUp(alpha=0.4)`"),
     "centre": ("colour centering", "`ColourCentering()` layer (train and test)"),
     "removal_centre": ("pattern removal + colour centering", "`ClassPatternRemoval(10)` + `ColourCentering()`"),
 }
@@ -96,6 +98,12 @@ def parse_args(argv=None):
     parser.add_argument("--pattern-bias", type=float, default=0.5)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated JSON files of other runs (e.g. run in parallel with "
+        "another --out) whose cells and commands are added to --out",
+    )
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     cells = []
@@ -171,8 +179,12 @@ def build_and_compile(defence, seed, input_shape):
         "gce": lambda: kp.GeneralizedCrossEntropy(q=0.7),
         "sce": lambda: kp.SymmetricCrossEntropy(alpha=0.1, beta=1.0),
         "bootstrap": lambda: kp.BootstrappingCrossentropy(beta=0.95),
+        # Mixed one-hot targets: plain cross-entropy on soft labels.
+        "mixup": lambda: kp.LabelSmoothingCrossentropy(label_smoothing=0.0),
     }
-    loss_name = {"aug_gce": "gce", "aug_sce": "sce"}.get(defence, defence)
+    loss_name = {"aug_gce": "gce", "aug_sce": "sce", "aug_mixup": "mixup"}.get(
+        defence, defence
+    )
     loss = losses.get(loss_name, losses["none"])()
     front = []
     callbacks = []
@@ -183,7 +195,7 @@ def build_and_compile(defence, seed, input_shape):
         front.append(recipe.augmentation)
         loss = recipe.loss
         callbacks = recipe.callbacks
-    elif defence in ("aug", "aug_gce", "aug_sce", "removal_aug"):
+    elif defence in ("aug", "aug_gce", "aug_sce", "removal_aug", "aug_mixup"):
         front.append(kp.ImageAugmentation(seed=seed))
     elif defence in ("centre", "removal_centre"):
         front.append(kp.ColourCentering())
@@ -231,7 +243,24 @@ def run_cell(attack, defence, seed, data, report, args):
 
     keras.utils.set_random_seed(seed)
     model, callbacks, image_map = build_and_compile(defence, seed, x_train.shape[1:])
-    if image_map is not None:
+    if defence in ("mixup", "aug_mixup"):
+        mixup = keras.layers.MixUp(alpha=0.4, seed=seed)
+
+        def mix(images, labels):
+            one_hot = tf.one_hot(tf.cast(labels, tf.int32), NUM_CLASSES)
+            mixed = mixup({"images": images, "labels": one_hot})
+            return mixed["images"], mixed["labels"]
+
+        train = (
+            tf.data.Dataset.from_tensor_slices((x_p, y_p))
+            .shuffle(len(y_p), seed=seed, reshuffle_each_iteration=True)
+            .batch(args.batch_size)
+            .map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        fit_args = dict(x=train)
+        validation = (x_test, np.eye(NUM_CLASSES, dtype="float32")[y_test])
+    elif image_map is not None:
         train = (
             tf.data.Dataset.from_tensor_slices((x_p, y_p))
             .shuffle(len(y_p), seed=seed, reshuffle_each_iteration=True)
@@ -242,12 +271,14 @@ def run_cell(attack, defence, seed, data, report, args):
         fit_args = dict(x=train)
     else:
         fit_args = dict(x=x_p, y=y_p, batch_size=args.batch_size, shuffle=True)
+    if defence not in ("mixup", "aug_mixup"):
+        validation = (x_test, y_test)
     log(f"\n=== seed {seed} · {attack} × {defence} ===")
     start = time.perf_counter()
     history = model.fit(
         **fit_args,
         epochs=args.epochs,
-        validation_data=(x_test, y_test),
+        validation_data=validation,
         callbacks=callbacks,
         verbose=2,
     )
@@ -347,10 +378,11 @@ def write_markdown(path, report):
         "population std over seeds where n > 1. Recovery = (defended − attacked) / "
         "(clean − attacked), per seed, then averaged.",
         "",
-        "| attack | defence | test accuracy % | recovery | clean cost (points) |",
-        "|---|---|---|---|---|",
+        "| attack | defence | test accuracy % | recovery | clean cost (points) | attack's cost under the defence (points) |",
+        "|---|---|---|---|---|---|",
     ]
     clean_none = cell_values(report, "clean", "none")
+    sources = set()
     for attack in ATTACKS:
         for defence in DEFENCES:
             values = cell_values(report, attack, defence)
@@ -360,16 +392,29 @@ def write_markdown(path, report):
                 recovery(report, attack, defence)
             )
             clean_def = cell_values(report, "clean", defence)
-            costs = [
-                clean_none[s] - clean_def[s] for s in clean_def if s in clean_none
-            ]
-            cost = (
-                f"{100 * np.mean(costs):+.1f}" if costs and defence != "none" else "—"
+            costs = [clean_none[s] - clean_def[s] for s in clean_def if s in clean_none]
+            cost = f"{100 * np.mean(costs):+.1f}" if costs and defence != "none" else "—"
+            remaining = [clean_def[s] - values[s] for s in values if s in clean_def]
+            remaining = (
+                f"{100 * np.mean(remaining):.1f}" if remaining and attack != "clean" else "—"
             )
+            marks = ""
+            for c in report["cells"].values():
+                if c["attack"] == attack and c["defence"] == defence and c.get("source"):
+                    sources.add(c["source"])
+                    marks = " †"
             lines.append(
-                f"| {ATTACK_LABELS[attack]} | {DEFENCES[defence][0]} | {fmt_acc(values)} "
-                f"| {rec} | {cost} |"
+                f"| {ATTACK_LABELS[attack]} | {DEFENCES[defence][0]} | {fmt_acc(values)}{marks} "
+                f"| {rec} | {cost} | {remaining} |"
             )
+    lines += [
+        "",
+        "Clean cost: clean undefended minus clean defended accuracy (positive = the "
+        "defence costs clean accuracy). Attack's cost under the defence: clean minus "
+        "attacked accuracy, both with the defence.",
+    ]
+    for source in sorted(sources):
+        lines.append(f"† Taken from {source}.")
     lines += ["", "Defences:", ""]
     lines += [f"- {label}: {what}" for label, what in DEFENCES.values()]
     notes = []
@@ -391,6 +436,10 @@ def write_markdown(path, report):
 def main(argv=None):
     args = parse_args(argv)
     report = load_report(args.out)
+    for other_path in filter(None, args.merge.split(",")):
+        other = load_report(other_path)
+        report["cells"].update(other["cells"])
+        report["commands"] += [c for c in other["commands"] if c not in report["commands"]]
     if not args.report_only:
         import keras
         import tensorflow as tf

@@ -52,6 +52,9 @@ def parse_args(argv=None):
     parser.add_argument("--subset", type=int, default=1000)
     parser.add_argument("--cache", default=paper.DEFAULT_CACHE)
     parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md from the JSON"
+    )
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     return args
@@ -154,11 +157,16 @@ def write_markdown(path, report):
         "(max_accuracy_drop 0.2, max_share_increase 0.1), on 466 test images; "
         "CTT / victim (truck) CFT / accuracy on the other 466, in points.",
         "",
-        f"| seed | run | alarm epochs (of {report['config']['epochs']}) | alarms (kind: class) | final CTT | final truck CFT | final acc | if stopped: CTT | truck CFT | acc |",
+        f"| seed | run | alarm epochs (of {report['config']['epochs']}) | first alarm: class (before → after) | final CTT | final truck CFT | final acc | if stopped: CTT | truck CFT | acc |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for rec in report["runs"]:
-        kinds = sorted({f"{a['kind'].split('_')[0]}: {a['class']}" for a in rec["alarms"]})
+        first = rec["first_alarm_epoch"]
+        kinds = sorted(
+            f"{a['kind'].replace('_', ' ')} {a['class']} ({a['reference']:.2f} → {a['value']:.2f})"
+            for a in rec["alarms"]
+            if first is not None and a["epoch"] + 1 == first
+        )
         stop = rec["if_stopped"] or {}
         stop_acc = "—" if not stop else f"{100 * stop['eval_accuracy']:.1f}"
         lines.append(
@@ -185,6 +193,10 @@ def write_markdown(path, report):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report_only:
+        with open(args.out) as f:
+            write_markdown(os.path.splitext(args.out)[0] + ".md", json.load(f))
+        return
     started = time.perf_counter()
     data = paper.load_dataset("cifar10", args)
     settings = paper.SETTINGS["cifar10"]

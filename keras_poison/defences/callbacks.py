@@ -266,19 +266,21 @@ class PoisonMonitor(keras.callbacks.Callback):
                 f"class {self._name(alarm['class'])} {what} "
                 f"{alarm['reference']:.3f} -> {alarm['value']:.3f}"
             )
-        since = (
+        last_good = (
             "before training"
             if self.reference_epoch < 0
             else f"epoch {self.reference_epoch + 1}"
         )
         message = (
-            f"PoisonMonitor: possible poisoning at epoch {epoch + 1} "
-            f"(compared with {since}): " + "; ".join(parts) + "."
+            f"PoisonMonitor: possible poisoning at epoch {epoch + 1} (against "
+            f"the last good state, {last_good}, or the start): "
+            + "; ".join(parts)
+            + "."
         )
         if self.action == "stop":
             message += " Training stopped"
             if self.restore_last_good_weights:
-                message += f"; weights restored to {since}"
+                message += f"; weights restored to {last_good}"
             message += "."
         return message
 

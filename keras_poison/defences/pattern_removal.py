@@ -55,8 +55,10 @@ class ClassPatternRemoval:
     stream only (test images carry no pattern).
 
     Without a reference the estimate assumes smooth natural class means
-    (true of CIFAR-10; `signal_to_noise` is about 1–2 there on clean data).
-    On aligned images such as digits, pass a `reference`.
+    (true of CIFAR-10; `signal_to_noise` is about 1–2 there on clean data),
+    and leaves a constant colour bias in place: put a `ColourCentering`
+    layer in front of the model for that (docs/benchmarks.md §5 measures the
+    pair). On aligned images such as digits, pass a `reference`.
 
     Args:
         num_classes: int >= 2.
