@@ -69,6 +69,7 @@ DEFENCES = {
     "gce": ("GCE q=0.7", "`GeneralizedCrossEntropy(q=0.7)`"),
     "sce": ("SCE α=0.1 β=1", "`SymmetricCrossEntropy(0.1, 1.0)`"),
     "bootstrap": ("bootstrap soft β=0.95", "`BootstrappingCrossentropy(0.95)`"),
+    "bootstrap_hard": ("bootstrap hard β=0.8", "`BootstrappingCrossentropy(0.8, mode='hard')`"),
     "removal": ("pattern removal", "`ClassPatternRemoval(10)` fitted on the training set"),
     "grayscale": ("grayscale aug", "`keras.layers.RandomGrayscale(0.5)`"),
     "jpeg": ("JPEG re-encoding", "`tf.image.random_jpeg_quality(30, 70)` per training image"),
@@ -179,6 +180,7 @@ def build_and_compile(defence, seed, input_shape):
         "gce": lambda: kp.GeneralizedCrossEntropy(q=0.7),
         "sce": lambda: kp.SymmetricCrossEntropy(alpha=0.1, beta=1.0),
         "bootstrap": lambda: kp.BootstrappingCrossentropy(beta=0.95),
+        "bootstrap_hard": lambda: kp.BootstrappingCrossentropy(beta=0.8, mode="hard"),
         # Mixed one-hot targets: plain cross-entropy on soft labels.
         "mixup": lambda: kp.LabelSmoothingCrossentropy(label_smoothing=0.0),
     }
@@ -319,19 +321,21 @@ def run_cell(attack, defence, seed, data, report, args):
 # ---------------------------------------------------------------- report --
 
 
-def cell_values(report, attack, defence):
+def cell_values(report, attack, defence, seeds=None):
     return {
         int(c["seed"]): c["test_accuracy"]
         for c in report["cells"].values()
-        if c["attack"] == attack and c["defence"] == defence
+        if c["attack"] == attack
+        and c["defence"] == defence
+        and (seeds is None or int(c["seed"]) in seeds)
     }
 
 
-def recovery(report, attack, defence):
+def recovery(report, attack, defence, seeds=None):
     """Per-seed recoveries over the seeds that have all three cells."""
-    clean = cell_values(report, "clean", "none")
-    attacked = cell_values(report, attack, "none")
-    defended = cell_values(report, attack, defence)
+    clean = cell_values(report, "clean", "none", seeds)
+    attacked = cell_values(report, attack, "none", seeds)
+    defended = cell_values(report, attack, defence, seeds)
     values = []
     for seed in sorted(defended):
         if seed in clean and seed in attacked and clean[seed] != attacked[seed]:
@@ -358,6 +362,41 @@ def fmt_recovery(values):
     return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
 
 
+def multi_seed_lines(report):
+    """Per-seed figures for every attack × defence measured with more than one seed."""
+    lines = []
+    for attack in ATTACKS:
+        for defence in DEFENCES:
+            if attack == "clean" or defence == "none":
+                continue
+            values = cell_values(report, attack, defence)
+            if len(values) < 2:
+                continue
+            seeds = sorted(values)
+            recoveries = recovery(report, attack, defence, set(seeds))
+            per_seed = []
+            for seed in seeds:
+                clean = cell_values(report, "clean", "none", {seed}).get(seed)
+                attacked = cell_values(report, attack, "none", {seed}).get(seed)
+                per_seed.append(
+                    f"seed {seed}: clean {100 * clean:.1f}, attacked {100 * attacked:.1f}, "
+                    f"defended {100 * values[seed]:.1f}"
+                    if clean is not None and attacked is not None
+                    else f"seed {seed}: defended {100 * values[seed]:.1f}"
+                )
+            lines += [
+                "",
+                f"**{ATTACK_LABELS[attack]} × {DEFENCES[defence][0]}, seeds "
+                f"{', '.join(map(str, seeds))}**: recovery {fmt_recovery(recoveries)} "
+                f"(per seed {', '.join(f'{r:.2f}' for r in recoveries)}); "
+                + "; ".join(per_seed)
+                + ".",
+            ]
+    if lines:
+        lines = ["", "## Several seeds"] + lines
+    return lines
+
+
 def write_markdown(path, report):
     meta = report.get("meta", {})
     lines = [
@@ -378,20 +417,23 @@ def write_markdown(path, report):
         "population std over seeds where n > 1. Recovery = (defended − attacked) / "
         "(clean − attacked), per seed, then averaged.",
         "",
+        "## Seed 0 (every cell)",
+        "",
         "| attack | defence | test accuracy % | recovery | clean cost (points) | attack's cost under the defence (points) |",
         "|---|---|---|---|---|---|",
     ]
-    clean_none = cell_values(report, "clean", "none")
+    first = {min(int(c["seed"]) for c in report["cells"].values())} if report["cells"] else set()
+    clean_none = cell_values(report, "clean", "none", first)
     sources = set()
     for attack in ATTACKS:
         for defence in DEFENCES:
-            values = cell_values(report, attack, defence)
+            values = cell_values(report, attack, defence, first)
             if not values:
                 continue
             rec = "—" if attack == "clean" or defence == "none" else fmt_recovery(
-                recovery(report, attack, defence)
+                recovery(report, attack, defence, first)
             )
-            clean_def = cell_values(report, "clean", defence)
+            clean_def = cell_values(report, "clean", defence, first)
             costs = [clean_none[s] - clean_def[s] for s in clean_def if s in clean_none]
             cost = f"{100 * np.mean(costs):+.1f}" if costs and defence != "none" else "—"
             remaining = [clean_def[s] - values[s] for s in values if s in clean_def]
@@ -415,8 +457,12 @@ def write_markdown(path, report):
     ]
     for source in sorted(sources):
         lines.append(f"† Taken from {source}.")
+    lines += multi_seed_lines(report)
     lines += ["", "Defences:", ""]
-    lines += [f"- {label}: {what}" for label, what in DEFENCES.values()]
+    measured = {c["defence"] for c in report["cells"].values()}
+    lines += [
+        f"- {label}: {what}" for name, (label, what) in DEFENCES.items() if name in measured
+    ]
     notes = []
     for c in report["cells"].values():
         if c.get("restored_epoch") is not None:
