@@ -26,10 +26,6 @@ from keras_poison._validation import validate_rate
 _EPSILON = 1e-7
 
 
-def _register(cls):
-    return keras.saving.register_keras_serializable(package="keras_poison")(cls)
-
-
 def _target_distribution(y_true, y_pred):
     """Returns `y_true` as a float distribution over the classes of `y_pred`.
 
@@ -200,7 +196,7 @@ class _ConfiguredLoss(keras.losses.Loss):
         return config
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_poison")
 class LabelSmoothingCrossentropy(_ConfiguredLoss):
     """Cross-entropy with label smoothing, for sparse and one-hot labels.
 
@@ -250,7 +246,7 @@ class LabelSmoothingCrossentropy(_ConfiguredLoss):
         self.from_logits = bool(from_logits)
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_poison")
 class GeneralizedCrossEntropy(_ConfiguredLoss):
     """Generalized cross-entropy (L_q) loss, robust to flipped labels.
 
@@ -298,7 +294,7 @@ class GeneralizedCrossEntropy(_ConfiguredLoss):
         self.from_logits = bool(from_logits)
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_poison")
 class SymmetricCrossEntropy(_ConfiguredLoss):
     """Symmetric cross-entropy: cross-entropy plus reverse cross-entropy.
 
@@ -363,7 +359,7 @@ class SymmetricCrossEntropy(_ConfiguredLoss):
         self.from_logits = bool(from_logits)
 
 
-@_register
+@keras.saving.register_keras_serializable(package="keras_poison")
 class BootstrappingCrossentropy(_ConfiguredLoss):
     """Bootstrapping loss: trust the label by `beta`, the model by `1 - beta`.
 
