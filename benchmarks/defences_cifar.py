@@ -384,6 +384,15 @@ def multi_seed_lines(report):
                     if clean is not None and attacked is not None
                     else f"seed {seed}: defended {100 * values[seed]:.1f}"
                 )
+            clean_none = cell_values(report, "clean", "none", set(seeds))
+            clean_def = cell_values(report, "clean", defence, set(seeds))
+            costs = [clean_none[s] - clean_def[s] for s in seeds if s in clean_none and s in clean_def]
+            if len(costs) > 1:
+                per_seed.append(
+                    "clean cost per seed "
+                    + ", ".join(f"{100 * c:+.1f}" for c in costs)
+                    + f" (mean {100 * np.mean(costs):+.1f})"
+                )
             lines += [
                 "",
                 f"**{ATTACK_LABELS[attack]} × {DEFENCES[defence][0]}, seeds "
@@ -402,10 +411,15 @@ def write_markdown(path, report):
     lines = [
         "# Attack × defence on the CIFAR-10 subset",
         "",
-        "Commands (in order):",
+        "Commands (in order). Some runs were stopped and started again with the "
+        "cells in another order; a command lists what it was asked to run, the "
+        "tables below show what was measured. One cell alone: "
+        "`--cells attack:defence --seeds N`.",
         "",
     ]
     lines += [f"    {c}" for c in report.get("commands", [])]
+    if meta.get("note"):
+        lines += ["", f"Note: {meta['note']}."]
     lines += [
         "",
         f"Machine: {meta.get('cpu_model', '?')}, nproc {meta.get('nproc', '?')}; "
