@@ -175,24 +175,26 @@ def bootstrapping_crossentropy(y_true, y_pred, beta=0.95, mode="soft", from_logi
 
 
 class _ConfiguredLoss(keras.losses.Loss):
-    """A loss that calls a plain function; `get_config` lists its arguments.
+    """A loss that calls a plain function; its arguments are its configuration.
 
-    The role of Keras' `LossFunctionWrapper`, which Keras 3 does not export.
+    The role of Keras' `LossFunctionWrapper`, which Keras 3 does not export:
+    every keyword argument of the function becomes an attribute and a
+    `get_config` entry.
     """
-
-    _config_keys = ()
 
     def __init__(self, fn, name, reduction, dtype, **fn_kwargs):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.fn = fn
         self._fn_kwargs = fn_kwargs
+        for key, value in fn_kwargs.items():
+            setattr(self, key, value)
 
     def call(self, y_true, y_pred):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):
         config = super().get_config()
-        config.update({key: getattr(self, key) for key in self._config_keys})
+        config.update(self._fn_kwargs)
         return config
 
 
@@ -221,8 +223,6 @@ class LabelSmoothingCrossentropy(_ConfiguredLoss):
     True
     """
 
-    _config_keys = ("label_smoothing", "from_logits")
-
     def __init__(
         self,
         label_smoothing=0.1,
@@ -242,8 +242,6 @@ class LabelSmoothingCrossentropy(_ConfiguredLoss):
             label_smoothing=label_smoothing,
             from_logits=bool(from_logits),
         )
-        self.label_smoothing = label_smoothing
-        self.from_logits = bool(from_logits)
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
@@ -271,8 +269,6 @@ class GeneralizedCrossEntropy(_ConfiguredLoss):
     True
     """
 
-    _config_keys = ("q", "from_logits")
-
     def __init__(
         self,
         q=0.7,
@@ -290,8 +286,6 @@ class GeneralizedCrossEntropy(_ConfiguredLoss):
             q=q,
             from_logits=bool(from_logits),
         )
-        self.q = q
-        self.from_logits = bool(from_logits)
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
@@ -323,8 +317,6 @@ class SymmetricCrossEntropy(_ConfiguredLoss):
     1.0
     """
 
-    _config_keys = ("alpha", "beta", "log_zero", "from_logits")
-
     def __init__(
         self,
         alpha=0.1,
@@ -353,10 +345,6 @@ class SymmetricCrossEntropy(_ConfiguredLoss):
             log_zero=log_zero,
             from_logits=bool(from_logits),
         )
-        self.alpha = alpha
-        self.beta = beta
-        self.log_zero = log_zero
-        self.from_logits = bool(from_logits)
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
@@ -384,8 +372,6 @@ class BootstrappingCrossentropy(_ConfiguredLoss):
     0.6931
     """
 
-    _config_keys = ("beta", "mode", "from_logits")
-
     def __init__(
         self,
         beta=0.95,
@@ -409,6 +395,3 @@ class BootstrappingCrossentropy(_ConfiguredLoss):
             mode=mode,
             from_logits=bool(from_logits),
         )
-        self.beta = beta
-        self.mode = mode
-        self.from_logits = bool(from_logits)

@@ -220,7 +220,8 @@ class ClassPatternRemoval:
             f"shape {tuple(images.shape[1:])}"
         )
 
-    def _array_batches(self, x, y):
+    def _class_indices(self, x, y):
+        """`y` as checked int64 class indices, one per image of `x`."""
         labels, _ = to_class_indices(y, "y")
         if len(labels) != len(x):
             raise ValueError(
@@ -228,6 +229,10 @@ class ClassPatternRemoval:
                 f"len(y)={len(labels)}"
             )
         self._check_labels(labels)
+        return labels
+
+    def _array_batches(self, x, y):
+        labels = self._class_indices(x, y)
         for start in range(0, len(x), _FIT_BATCH):
             yield x[start : start + _FIT_BATCH], labels[start : start + _FIT_BATCH]
 
@@ -338,13 +343,7 @@ class ClassPatternRemoval:
         self._check_fitted()
         x = np.asarray(x)
         self._check_shape(x.shape[1:])
-        labels, _ = to_class_indices(y, "y")
-        if len(labels) != len(x):
-            raise ValueError(
-                f"Expected as many labels as images. Received: len(x)={len(x)}, "
-                f"len(y)={len(labels)}"
-            )
-        self._check_labels(labels)
+        labels = self._class_indices(x, y)
         cleaned = [
             self._remove_tensor(
                 tf.convert_to_tensor(x[start : start + _FIT_BATCH]),
