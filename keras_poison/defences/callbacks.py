@@ -192,7 +192,13 @@ class PoisonMonitor(keras.callbacks.Callback):
         self.reference_epoch = -1  # the model before training
         self.start = self.reference
         self.history.append(self.reference)
-        self._good_weights = self.model.get_weights()
+        self._good_weights = None
+        self._keep_good_weights()
+
+    def _keep_good_weights(self):
+        # Copying every weight each epoch only pays when they may be restored.
+        if self.action == "stop" and self.restore_last_good_weights:
+            self._good_weights = self.model.get_weights()
 
     def _find_alarms(self, epoch, now):
         # Compare with the better of the last good epoch and the starting
@@ -204,30 +210,23 @@ class PoisonMonitor(keras.callbacks.Callback):
         lowest_share = np.minimum(
             self.reference["prediction_share"], self.start["prediction_share"]
         )
-        found = []
-        drops = best_accuracy - now["class_accuracy"]
-        rises = now["prediction_share"] - lowest_share
-        for k in np.flatnonzero(drops > self.max_accuracy_drop):
-            found.append(
-                {
-                    "epoch": epoch,
-                    "kind": "accuracy_collapse",
-                    "class": int(k),
-                    "value": float(now["class_accuracy"][k]),
-                    "reference": float(best_accuracy[k]),
-                }
-            )
-        for k in np.flatnonzero(rises > self.max_share_increase):
-            found.append(
-                {
-                    "epoch": epoch,
-                    "kind": "share_surge",
-                    "class": int(k),
-                    "value": float(now["prediction_share"][k]),
-                    "reference": float(lowest_share[k]),
-                }
-            )
-        return found
+        checks = (
+            ("accuracy_collapse", best_accuracy - now["class_accuracy"],
+             self.max_accuracy_drop, now["class_accuracy"], best_accuracy),
+            ("share_surge", now["prediction_share"] - lowest_share,
+             self.max_share_increase, now["prediction_share"], lowest_share),
+        )
+        return [
+            {
+                "epoch": epoch,
+                "kind": kind,
+                "class": int(k),
+                "value": float(value[k]),
+                "reference": float(reference[k]),
+            }
+            for kind, change, limit, value, reference in checks
+            for k in np.flatnonzero(change > limit)
+        ]
 
     def on_epoch_end(self, epoch, logs=None):
         now = self.measure()
@@ -245,7 +244,7 @@ class PoisonMonitor(keras.callbacks.Callback):
         if not found:
             self.reference = now
             self.reference_epoch = epoch
-            self._good_weights = self.model.get_weights()
+            self._keep_good_weights()
             return
 
         self.alarms.extend(found)
