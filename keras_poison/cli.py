@@ -5,6 +5,11 @@
 trains the same small model clean and under each attack, and prints a table
 of test accuracy, macro-F1 and the poisoned fraction. CIFAR-10 from a local
 `.npz` works too (`--dataset cifar10 --data PATH`).
+
+`keras-poison manifest create` fingerprints every example of a local `.npz`
+data set, and `keras-poison manifest verify` reports which examples were
+modified, relabelled, added or removed since (exit status 0 when clean, 1
+when something changed, 2 on errors); see `keras_poison.defences.integrity`.
 """
 
 import argparse
@@ -38,7 +43,33 @@ def build_parser():
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="Keras fit verbosity")
+    add_manifest_parser(commands)
     return parser
+
+
+def add_manifest_parser(commands):
+    manifest = commands.add_parser(
+        "manifest",
+        help="fingerprint a data set, or check it against its fingerprints",
+    )
+    actions = manifest.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="write a manifest of a .npz data set")
+    verify = actions.add_parser(
+        "verify",
+        help="check a .npz data set against a manifest (exit 0 clean, 1 changed, 2 error)",
+    )
+    for action in (create, verify):
+        action.add_argument(
+            "--data", required=True, help="a .npz with x_train, y_train[, x_test, y_test]"
+        )
+        action.add_argument(
+            "--split",
+            choices=["train", "test", "all"],
+            default="train",
+            help="which arrays to fingerprint; all = train then test (default train)",
+        )
+    create.add_argument("--out", required=True, help="the manifest to write (.json or .npz)")
+    verify.add_argument("--manifest", required=True, help="a manifest written by create")
 
 
 def main(argv=None):
@@ -49,7 +80,55 @@ def main(argv=None):
         if args.dataset == "cifar10" and args.data is None:
             raise SystemExit("--dataset cifar10 needs --data PATH to a local .npz (no download here)")
         run_demo(args)
+    elif args.command == "manifest":
+        return run_manifest(args)
     return 0
+
+
+def run_manifest(args):
+    """Runs `manifest create` or `manifest verify`; returns the exit status."""
+    # Imported here so `keras-poison --help` answers without loading TensorFlow
+    # (which the package import still loads; keep its start-up logs quiet).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_poison.defences.integrity import DatasetManifest
+
+    try:
+        x, y = _load_npz_split(args.data, args.split)
+        if args.action == "create":
+            manifest = DatasetManifest.create(x, y)
+            manifest.save(args.out)
+            print(f"Wrote a manifest of {len(manifest)} examples to {args.out}")
+            return 0
+        diff = DatasetManifest.load(args.manifest).verify(x, y)
+    except (OSError, ValueError) as error:
+        # Expected failures (missing file, bad format, digest mismatch): a
+        # message, not a traceback.
+        print(f"keras-poison manifest {args.action}: error: {error}", file=sys.stderr)
+        return 2
+    print(diff.summary())
+    return 0 if diff.clean else 1
+
+
+def _load_npz_split(path, split):
+    """Returns `(x, y)` of one split, or train followed by test for "all"."""
+    import numpy as np
+
+    from keras_poison import datasets
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--data {path!r} is not a file")
+    # With `path=`, `load` reads any .npz whatever the name; "cifar10" only
+    # satisfies its name check.
+    if split != "all":
+        return datasets.load("cifar10", path=path, split=split)
+    (x_train, y_train), (x_test, y_test) = datasets.load("cifar10", path=path)
+    if x_train.shape[1:] != x_test.shape[1:] or x_train.dtype != x_test.dtype:
+        raise ValueError(
+            f"--split all needs train and test images of one shape and dtype; "
+            f"{path!r} has {x_train.shape[1:]} {x_train.dtype} and "
+            f"{x_test.shape[1:]} {x_test.dtype}"
+        )
+    return np.concatenate([x_train, x_test]), np.concatenate([y_train, y_test])
 
 
 def run_demo(args):
