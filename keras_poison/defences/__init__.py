@@ -1,6 +1,17 @@
 """Defences: layers, losses, callbacks and transforms against poisoning."""
 
 from keras_poison.defences.callbacks import PoisonMonitor
+from keras_poison.defences.detectors import ActivationClusteringDetector
+from keras_poison.defences.detectors import ClassPatternDetector
+from keras_poison.defences.detectors import DetectionMetrics
+from keras_poison.defences.detectors import DetectionReport
+from keras_poison.defences.detectors import KNNDetector
+from keras_poison.defences.detectors import LabelIssueDetector
+from keras_poison.defences.detectors import SpectralSignatureDetector
+from keras_poison.defences.detectors import plot_confusion_matrix
+from keras_poison.defences.detectors import plot_suspicious
+from keras_poison.defences.integrity import DatasetManifest
+from keras_poison.defences.integrity import ManifestDiff
 from keras_poison.defences.callbacks import RestoredWeightsCheck
 from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
@@ -15,3 +26,4 @@ from keras_poison.defences.losses import symmetric_cross_entropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
 from keras_poison.defences.recipes import SeedDefences
 from keras_poison.defences.recipes import seed_defences
+from keras_poison.defences.sanitize import Sanitize

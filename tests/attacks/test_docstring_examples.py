@@ -20,10 +20,21 @@ from keras_poison.defences import layers
 from keras_poison.defences import losses
 from keras_poison.defences import pattern_removal
 from keras_poison.defences import recipes
+from keras_poison.defences import integrity
+from keras_poison.defences import sanitize
+from keras_poison.defences.detectors import activation_clustering
+from keras_poison.defences.detectors import class_pattern as class_pattern_detector
+from keras_poison.defences.detectors import inspection
+from keras_poison.defences.detectors import knn
+from keras_poison.defences.detectors import label_issues
+from keras_poison.defences.detectors import report
+from keras_poison.defences.detectors import spectral
 
 MODULES = [
     label_flip, class_pattern, class_oriented, poison_set, callbacks,
     layers, losses, defence_callbacks, pattern_removal, recipes,
+    report, spectral, activation_clustering, knn, label_issues,
+    class_pattern_detector, sanitize, inspection, integrity,
 ]
 
 

@@ -1,0 +1,259 @@
+"""`DetectionReport`: what every detector returns, and how it is scored.
+
+A detector looks at a training set it did not make and says, for every
+example, how suspicious it is (`scores`, higher is more suspicious) and
+whether it is flagged (`flagged`). Label detectors also suggest a label per
+example. Because every attack of the library returns the ground-truth mask of
+what it changed, a report can be scored against it with
+`report.evaluate(true_mask)`: precision, recall and F1 of the flagged set,
+and the AUROC of the scores (which does not depend on any threshold).
+
+Reports save to `.npz` and load with `allow_pickle=False`: nothing in the file
+is ever executed.
+"""
+
+import dataclasses
+import json
+import zipfile
+
+import numpy as np
+from sklearn import metrics as sk_metrics
+
+_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionMetrics:
+    """A report scored against the ground-truth mask of poisoned examples.
+
+    Attributes:
+        precision: share of flagged examples that are poisoned (`nan` when
+            nothing is flagged).
+        recall: share of poisoned examples that are flagged (`nan` when
+            nothing is poisoned).
+        f1: harmonic mean of precision and recall (`0` when either is `0`,
+            `nan` when either is `nan`).
+        auroc: area under the ROC curve of the scores (`nan` when the mask
+            holds only one kind of example).
+        num_flagged: how many examples were flagged.
+        num_poisoned: how many examples the mask marks as poisoned.
+    """
+
+    precision: float
+    recall: float
+    f1: float
+    auroc: float
+    num_flagged: int
+    num_poisoned: int
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+class DetectionReport:
+    """Per-example suspicion scores and the flagged set of one detector.
+
+    Args:
+        scores: float array `(n,)`, higher means more suspicious.
+        flagged: bool array `(n,)`, the examples the detector flags.
+        suggested_labels: int array `(n,)` or `None`, the label the
+            detector believes each example should have (label detectors).
+            Defaults to `None`.
+        given_labels: int array `(n,)` or `None`, the labels the detector
+            was given, kept so a report can be inspected on its own.
+            Defaults to `None`.
+        detector: str, the name of the detector that made the report.
+            Defaults to `"unknown"`.
+        details: dict of JSON-serializable extras (thresholds, per-class
+            statistics). Defaults to `None`.
+
+    Example:
+
+    >>> report = DetectionReport(
+    ...     scores=np.array([0.9, 0.1, 0.8, 0.2]),
+    ...     flagged=np.array([True, False, True, False]),
+    ... )
+    >>> report.flagged_indices.tolist(), report.ranking[:2].tolist()
+    ([0, 2], [0, 2])
+    >>> m = report.evaluate(np.array([True, False, False, False]))
+    >>> m.precision, m.recall, m.auroc
+    (0.5, 1.0, 1.0)
+    """
+
+    def __init__(
+        self,
+        scores,
+        flagged,
+        suggested_labels=None,
+        given_labels=None,
+        detector="unknown",
+        details=None,
+    ):
+        self.scores = _as_vector("scores", scores, np.float64)
+        if not np.all(np.isfinite(self.scores)):
+            raise ValueError("Expected `scores` to be finite. Received: NaN or inf values")
+        self.flagged = _as_mask("flagged", flagged, len(self.scores))
+        self.suggested_labels = _optional_labels(
+            "suggested_labels", suggested_labels, len(self.scores)
+        )
+        self.given_labels = _optional_labels("given_labels", given_labels, len(self.scores))
+        self.detector = str(detector)
+        self.details = dict(details or {})
+        # Fail now, not at save time, if the details cannot be written.
+        json.dumps(self.details)
+
+    @property
+    def num_examples(self):
+        return len(self.scores)
+
+    @property
+    def flagged_indices(self):
+        """Indices of the flagged examples, in data order."""
+        return np.flatnonzero(self.flagged)
+
+    @property
+    def ranking(self):
+        """All indices, most suspicious first (ties keep data order)."""
+        return np.argsort(-self.scores, kind="stable")
+
+    def top(self, k):
+        """Indices of the `k` most suspicious examples."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise ValueError(f"Expected `k` to be an int >= 0. Received: k={k!r}")
+        return self.ranking[:k]
+
+    def evaluate(self, true_mask):
+        """Scores the report against the ground truth.
+
+        Args:
+            true_mask: bool array `(n,)`, `True` for the poisoned examples
+                (the mask an attack's `poison` returns).
+
+        Returns:
+            A `DetectionMetrics`.
+        """
+        truth = _as_mask("true_mask", true_mask, self.num_examples)
+        num_flagged = int(self.flagged.sum())
+        num_poisoned = int(truth.sum())
+        hits = int(np.sum(truth & self.flagged))
+        precision = hits / num_flagged if num_flagged else float("nan")
+        recall = hits / num_poisoned if num_poisoned else float("nan")
+        if np.isnan(precision) or np.isnan(recall):
+            f1 = float("nan")
+        elif precision + recall == 0:
+            f1 = 0.0
+        else:
+            f1 = 2 * precision * recall / (precision + recall)
+        if 0 < num_poisoned < self.num_examples:
+            auroc = float(sk_metrics.roc_auc_score(truth, self.scores))
+        else:
+            auroc = float("nan")
+        return DetectionMetrics(precision, recall, f1, auroc, num_flagged, num_poisoned)
+
+    def with_flagged(self, flagged):
+        """A copy of the report with another flagged set (e.g. the top k)."""
+        flagged = np.asarray(flagged)
+        if flagged.dtype != bool:
+            mask = np.zeros(self.num_examples, bool)
+            mask[flagged.astype(np.int64)] = True
+            flagged = mask
+        return DetectionReport(
+            self.scores,
+            flagged,
+            self.suggested_labels,
+            self.given_labels,
+            self.detector,
+            self.details,
+        )
+
+    # ------------------------------------------------------------------
+    # Files.
+
+    def save(self, path):
+        """Writes the report to an `.npz` file (no pickled objects)."""
+        arrays = {
+            "format_version": np.array(_FORMAT_VERSION),
+            "scores": self.scores,
+            "flagged": self.flagged,
+            "detector": np.array(self.detector),
+            "details": np.array(json.dumps(self.details)),
+        }
+        if self.suggested_labels is not None:
+            arrays["suggested_labels"] = self.suggested_labels
+        if self.given_labels is not None:
+            arrays["given_labels"] = self.given_labels
+        with open(path, "wb") as file:
+            np.savez_compressed(file, **arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Reads a report written by `save`; never unpickles anything."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"Could not read a detection report from {path!r}: {error}"
+            ) from None
+        missing = {"format_version", "scores", "flagged"} - set(arrays)
+        if missing:
+            raise ValueError(
+                f"Expected a detection report file with {sorted(missing)}. "
+                f"Received: {path!r} without them"
+            )
+        version = int(arrays["format_version"])
+        if version != _FORMAT_VERSION:
+            raise ValueError(
+                f"Expected a detection report of format version {_FORMAT_VERSION}. "
+                f"Received: version {version} in {path!r}"
+            )
+        return cls(
+            arrays["scores"],
+            arrays["flagged"],
+            arrays.get("suggested_labels"),
+            arrays.get("given_labels"),
+            str(arrays.get("detector", "unknown")),
+            json.loads(str(arrays.get("details", "{}"))),
+        )
+
+    def __repr__(self):
+        return (
+            f"DetectionReport(detector={self.detector!r}, "
+            f"num_examples={self.num_examples}, num_flagged={int(self.flagged.sum())})"
+        )
+
+
+def _as_vector(name, value, dtype):
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"Expected `{name}` of shape (n,). Received: {name}.shape={array.shape}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"Expected `{name}` to hold numbers. Received: {name}.dtype={array.dtype}")
+    return array.astype(dtype)
+
+
+def _as_mask(name, value, length):
+    array = np.asarray(value)
+    if array.ndim != 1 or len(array) != length:
+        raise ValueError(
+            f"Expected `{name}` of shape ({length},), one entry per example. "
+            f"Received: {name}.shape={array.shape}"
+        )
+    if array.dtype != bool:
+        if not np.isin(array, (0, 1)).all():
+            raise ValueError(f"Expected `{name}` to hold booleans. Received: values other than 0/1")
+        array = array.astype(bool)
+    return array
+
+
+def _optional_labels(name, value, length):
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.shape != (length,):
+        raise ValueError(
+            f"Expected `{name}` of shape ({length},). Received: {name}.shape={array.shape}"
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"Expected `{name}` to hold integer labels. Received: {name}.dtype={array.dtype}")
+    return array.astype(np.int64)

@@ -1,0 +1,95 @@
+"""DetectionReport: scoring against ground truth, ranking, files."""
+
+import numpy as np
+import pytest
+
+from keras_poison import DetectionReport
+
+
+def make_report(**kwargs):
+    defaults = dict(
+        scores=np.array([0.9, 0.1, 0.8, 0.2, 0.7]),
+        flagged=np.array([True, False, True, False, False]),
+        suggested_labels=np.array([1, 0, 2, 1, 0]),
+        given_labels=np.array([0, 0, 1, 1, 0]),
+        detector="test",
+        details={"k": 3},
+    )
+    defaults.update(kwargs)
+    return DetectionReport(**defaults)
+
+
+def test_evaluate_counts_precision_recall_f1_and_auroc():
+    truth = np.array([True, False, False, False, True])
+    metrics = make_report().evaluate(truth)
+    assert metrics.precision == 0.5
+    assert metrics.recall == 0.5
+    assert metrics.f1 == 0.5
+    # Poisoned scores 0.9, 0.7 against clean 0.8, 0.2, 0.1: 5 of 6 pairs.
+    assert metrics.auroc == pytest.approx(5 / 6)
+    assert (metrics.num_flagged, metrics.num_poisoned) == (2, 2)
+
+
+def test_evaluate_without_flagged_examples_gives_nan_precision():
+    metrics = make_report(flagged=np.zeros(5, bool)).evaluate(np.array([1, 0, 0, 0, 0], bool))
+    assert np.isnan(metrics.precision) and metrics.recall == 0.0 and np.isnan(metrics.f1)
+
+
+def test_evaluate_with_one_kind_of_example_gives_nan_auroc():
+    assert np.isnan(make_report().evaluate(np.zeros(5, bool)).auroc)
+
+
+def test_evaluate_rejects_mask_of_wrong_length():
+    with pytest.raises(ValueError, match=r"true_mask.*\(5,\).*\(4,\)"):
+        make_report().evaluate(np.zeros(4, bool))
+
+
+def test_ranking_puts_most_suspicious_first_and_top_cuts_it():
+    report = make_report()
+    assert report.ranking.tolist() == [0, 2, 4, 3, 1]
+    assert report.top(2).tolist() == [0, 2]
+
+
+def test_with_flagged_accepts_indices():
+    assert make_report().with_flagged([1, 3]).flagged_indices.tolist() == [1, 3]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    report = make_report()
+    report.save(tmp_path / "report.npz")
+    loaded = DetectionReport.load(tmp_path / "report.npz")
+    np.testing.assert_array_equal(loaded.scores, report.scores)
+    np.testing.assert_array_equal(loaded.flagged, report.flagged)
+    np.testing.assert_array_equal(loaded.suggested_labels, report.suggested_labels)
+    np.testing.assert_array_equal(loaded.given_labels, report.given_labels)
+    assert loaded.detector == "test" and loaded.details == {"k": 3}
+
+
+def test_load_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, format_version=np.array(1), scores=np.array([object()], dtype=object),
+             flagged=np.array([True]))
+    with pytest.raises(ValueError, match="Could not read"):
+        DetectionReport.load(path)
+
+
+def test_load_rejects_truncated_file(tmp_path):
+    make_report().save(tmp_path / "report.npz")
+    data = (tmp_path / "report.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cut.npz"):
+        DetectionReport.load(tmp_path / "cut.npz")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(scores=np.array([0.1, np.nan, 0.2, 0.3, 0.4])), "finite"),
+        (dict(flagged=np.array([True, False])), "flagged"),
+        (dict(suggested_labels=np.array([0.5, 1, 1, 1, 1])), "suggested_labels"),
+        (dict(details={"model": object()}), "not JSON serializable"),
+    ],
+)
+def test_bad_inputs_are_rejected(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make_report(**kwargs)
