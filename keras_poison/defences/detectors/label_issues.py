@@ -209,7 +209,10 @@ def _checked_probabilities(value, labels, name):
             f"{int(labels.max(initial=0))}). Received: {width} columns"
         )
     if not np.all(np.isfinite(probabilities)) or probabilities.min() < 0 or probabilities.max() > 1:
-        raise ValueError(f"Expected `{name}` to hold probabilities in [0, 1]. Received: values outside")
+        raise ValueError(
+            f"Expected `{name}` to hold probabilities in [0, 1]. Received: values from "
+            f"{np.nanmin(probabilities):.4g} to {np.nanmax(probabilities):.4g}"
+        )
     sums = probabilities.sum(axis=1)
     worst = int(np.argmax(np.abs(sums - 1)))
     if abs(sums[worst] - 1) > _SUM_TOLERANCE:

@@ -1,0 +1,119 @@
+"""Sanitize: exactly the flagged examples are dropped or relabelled."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_poison import DetectionReport
+from keras_poison import RandomFlip
+from keras_poison import Sanitize
+
+N = 40
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(N, 4, 4, 3)).astype("float32")
+    y = np.arange(N) % 5
+    return x, y
+
+
+@pytest.fixture
+def report():
+    flagged = np.zeros(N, bool)
+    flagged[[1, 7, 8, 30]] = True
+    suggested = (np.arange(N) + 1) % 5
+    return DetectionReport(flagged.astype(float), flagged, suggested_labels=suggested)
+
+
+
+def test_drop_removes_exactly_the_flagged_examples_and_keeps_the_rest_bit_identical(data, report):
+    x, y = data
+    x_s, y_s = Sanitize(report).apply(x, y)
+    keep = ~report.flagged
+    assert len(x_s) == N - 4
+    np.testing.assert_array_equal(x_s, x[keep])
+    np.testing.assert_array_equal(y_s, y[keep])
+
+
+def test_relabel_changes_only_the_flagged_labels(data, report):
+    x, y = data
+    x_s, y_s = Sanitize(report, action="relabel").apply(x, y)
+    np.testing.assert_array_equal(x_s, x)
+    np.testing.assert_array_equal(y_s[report.flagged], report.suggested_labels[report.flagged])
+    np.testing.assert_array_equal(y_s[~report.flagged], y[~report.flagged])
+    assert y_s.dtype == y.dtype
+
+
+def test_relabel_keeps_one_hot_labels_one_hot(data, report):
+    x, y = data
+    one_hot = np.eye(5, dtype="float32")[y]
+    _, y_s = Sanitize(report, action="relabel").apply(x, one_hot)
+    assert y_s.dtype == np.float32 and y_s.shape == (N, 5)
+    np.testing.assert_array_equal(y_s.argmax(axis=1)[report.flagged], report.suggested_labels[report.flagged])
+
+
+@pytest.mark.parametrize("action", ["drop", "relabel"])
+@pytest.mark.parametrize("batch_size", [None, 1, 7, 64])
+def test_tf_data_matches_numpy_for_any_batch_size(data, report, action, batch_size):
+    x, y = data
+    expected = Sanitize(report, action=action).apply(x, y)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if batch_size:
+        dataset = dataset.batch(batch_size)
+    dataset = dataset.apply(Sanitize(report, action=action))
+    if batch_size:
+        dataset = dataset.unbatch()
+    got = [np.stack(a) for a in zip(*[(xi.numpy(), yi.numpy()) for xi, yi in dataset])]
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_sanitize_before_shuffle_gives_the_same_set_as_numpy(data, report):
+    x, y = data
+    expected = Sanitize(report).apply(x, y)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).apply(Sanitize(report)).shuffle(N, seed=1)
+    got_x = np.stack([xi.numpy() for xi, _ in dataset])
+    order = lambda a: np.lexsort(a.reshape(len(a), -1).T)  # noqa: E731
+    np.testing.assert_array_equal(got_x[order(got_x)], expected[0][order(expected[0])])
+
+
+def test_relabel_with_a_mask_and_true_labels_undoes_a_random_flip(data):
+    x, y = data
+    _, noisy, mask = RandomFlip(0.25, num_classes=5, seed=0).poison(x, y)
+    _, repaired = Sanitize(mask, action="relabel", suggested_labels=y).apply(x, noisy)
+    np.testing.assert_array_equal(repaired, y)
+
+
+def test_relabel_without_suggestions_is_rejected(report):
+    bare = DetectionReport(report.scores, report.flagged, detector="spectral_signature")
+    with pytest.raises(ValueError, match="suggested labels.*'spectral_signature'"):
+        Sanitize(bare, action="relabel")
+
+
+def test_unknown_action_is_rejected(report):
+    with pytest.raises(ValueError, match=r"`action` in \('drop', 'relabel'\).*'weight'"):
+        Sanitize(report, action="weight")
+
+
+def test_data_of_another_size_is_rejected(data, report):
+    x, y = data
+    with pytest.raises(ValueError, match=f"the {N} examples the report was made on"):
+        Sanitize(report).apply(x[:-1], y[:-1])
+    with pytest.raises(ValueError, match=f"the {N} examples"):
+        tf.data.Dataset.from_tensor_slices((x[:-1], y[:-1])).apply(Sanitize(report))
+
+
+def test_stream_longer_than_the_report_fails_when_read(data, report):
+    x, y = data
+    longer = tf.data.Dataset.from_tensor_slices((np.concatenate([x, x]), np.concatenate([y, y])))
+    longer = longer.batch(16).apply(Sanitize(report))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more examples than the report"):
+        list(longer)
+
+
+def test_suggested_label_beyond_the_one_hot_width_is_rejected(data, report):
+    x, y = data
+    with pytest.raises(ValueError, match="one-hot width 3"):
+        Sanitize(report, action="relabel").apply(x, np.eye(3)[y % 3])
