@@ -9,6 +9,7 @@ from keras_poison import KNNDetector
 from keras_poison import RandomFlip
 from keras_poison import SpectralSignatureDetector
 from keras_poison import TargetedFlip
+from keras_poison import datasets
 from keras_poison.defences.detectors import feature_extractor
 
 
@@ -158,3 +159,23 @@ def test_detector_without_model_or_features_is_rejected():
 def test_bad_settings_are_rejected(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def test_knn_on_a_model_trained_on_flipped_real_digits_finds_the_flips():
+    (x, y), _ = datasets.load("digits")
+    x = x.astype("float32") / 255.0
+    _, noisy, mask = RandomFlip(0.2, num_classes=10, seed=0).poison(x, y)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x, noisy, epochs=10, batch_size=64, verbose=0)
+    report = KNNDetector(model, k=10).detect(x, noisy)
+    metrics = report.evaluate(mask)
+    assert metrics.f1 > 0.85
+    # The neighbours' plurality is the true label for most flipped examples.
+    assert np.mean(report.suggested_labels[mask] == y[mask]) > 0.85
