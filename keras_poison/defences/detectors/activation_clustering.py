@@ -21,6 +21,7 @@ from sklearn import metrics as sk_metrics
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_number
 from keras_poison.defences.detectors._base import FeatureSpaceDetector
+from keras_poison.defences.detectors._base import one_thread_per_class_problem
 from keras_poison.defences.detectors.report import DetectionReport
 
 _REDUCTIONS = ("ica", "pca")
@@ -83,6 +84,7 @@ class ActivationClusteringDetector(FeatureSpaceDetector):
         )
         self.seed = validate_int("seed", seed, 0)
 
+    @one_thread_per_class_problem
     def detect(self, x, y, features=None):
         """Scores every example of `(x, y)`; see `SpectralSignatureDetector.detect`."""
         features, labels = self.features_and_labels(x, y, features)

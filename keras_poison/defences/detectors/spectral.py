@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_poison._validation import validate_number
 from keras_poison.defences.detectors._base import FeatureSpaceDetector
+from keras_poison.defences.detectors._base import one_thread_per_class_problem
 from keras_poison.defences.detectors.report import DetectionReport
 
 
@@ -71,6 +72,7 @@ class SpectralSignatureDetector(FeatureSpaceDetector):
         )
         self.removal_factor = validate_number("removal_factor", removal_factor, 0, low_open=True)
 
+    @one_thread_per_class_problem
     def detect(self, x, y, features=None):
         """Scores every example of `(x, y)`.
 
