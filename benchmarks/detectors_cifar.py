@@ -68,6 +68,12 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--retrain", default="relabel,drop", help="sanitize actions to retrain with")
     parser.add_argument("--art", action="store_true", help="also run ART 1.20 (needs its venv)")
+    parser.add_argument(
+        "--detect-only",
+        action="store_true",
+        help="re-run only the feature-space and pattern detectors (and ART), on cached "
+        "weights when there are some; keeps the stored K-fold and retraining stages",
+    )
     parser.add_argument("--out", default=DEFAULT_OUT)
     parser.add_argument("--merge", default="", help="comma-separated JSON files to merge into --out")
     parser.add_argument("--report-only", action="store_true")
@@ -126,23 +132,42 @@ def build_model(seed, input_shape):
     return kp.models.vgg_like(input_shape=input_shape, num_classes=NUM_CLASSES, seed=seed)
 
 
-def train_and_test(x, y, data, args, label):
-    """Trains vgg_like on `(x, y)`; returns the model and its test figures."""
+CACHE = os.path.join(REPO_ROOT, "benchmarks", "results", "cache")
+
+
+def train_and_test(x, y, data, args, label, cache_name=None):
+    """Trains vgg_like on `(x, y)`; returns the model and its test figures.
+
+    With `cache_name`, the trained weights are kept in the (git-ignored)
+    cache and re-used by later runs with the same settings.
+    """
     import keras_poison as kp
 
     (_, _), (x_test, y_test) = data
     model = build_model(args.seed, x.shape[1:])
-    start = time.perf_counter()
-    history = model.fit(
-        x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0,
-        validation_data=(x_test, y_test),
+    cache = cache_name and os.path.join(
+        CACHE, f"detectors_{cache_name}_seed{args.seed}_ep{args.epochs}.weights.h5"
     )
+    start = time.perf_counter()
+    if cache and os.path.exists(cache):
+        model.load_weights(cache)
+        history = None
+    else:
+        history = model.fit(
+            x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True, verbose=0,
+            validation_data=(x_test, y_test),
+        )
+        if cache:
+            os.makedirs(CACHE, exist_ok=True)
+            model.save_weights(cache)
     seconds = time.perf_counter() - start
     y_pred = np.argmax(model.predict(x_test, batch_size=256, verbose=0), axis=-1)
     figures = {
         "test_accuracy": kp.accuracy(y_test, y_pred),
         "macro_f1": kp.macro_f1(y_test, y_pred, num_classes=NUM_CLASSES),
-        "train_accuracy_last_epoch": float(history.history["accuracy"][-1]),
+        "train_accuracy_last_epoch": (
+            float(history.history["accuracy"][-1]) if history else None
+        ),
         "train_examples": int(len(y)),
         "train_seconds": seconds,
     }
@@ -174,8 +199,11 @@ def run_attack(attack, data, results, args):
     x_p, y_p, mask = poisoned_training_set(attack, args.seed, x_train, y_train)
     log(f"\n=== {attack} (seed {args.seed}): {int(mask.sum())} of {len(mask)} examples poisoned ===")
 
-    model, figures = train_and_test(x_p, y_p, data, args, "trained on the poisoned set")
-    stages[f"{prefix}|trained"] = figures
+    model, figures = train_and_test(
+        x_p, y_p, data, args, "trained on the poisoned set", cache_name=attack
+    )
+    if not args.detect_only:
+        stages[f"{prefix}|trained"] = figures
     detections = {}
 
     def record(name, report, seconds, extra=None):
@@ -216,6 +244,14 @@ def run_attack(attack, data, results, args):
         })
     keras.backend.clear_session(free_memory=True)
 
+    if args.detect_only:
+        # Keep what the earlier full run measured for the label detector.
+        previous = stages.get(f"{prefix}|detections", {})
+        if "label_issues" in previous:
+            detections["label_issues"] = previous["label_issues"]
+        stages[f"{prefix}|detections"] = detections
+        save_json(args.out, results)
+        return
     if attack in LABEL_ATTACKS:
         detector = kp.LabelIssueDetector(
             build_model=lambda: build_model(args.seed, x_p.shape[1:]),
@@ -336,7 +372,7 @@ def main(argv=None):
             "knn_k": args.knn_k,
         }
         for attack in args.attacks:
-            if results["stages"].get(f"{attack}|{args.seed}|done"):
+            if results["stages"].get(f"{attack}|{args.seed}|done") and not args.detect_only:
                 log(f"skip {attack} (already measured)")
                 continue
             run_attack(attack, data, results, args)
