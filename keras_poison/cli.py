@@ -6,6 +6,12 @@ trains the same small model clean and under each attack, and prints a table
 of test accuracy, macro-F1 and the poisoned fraction. CIFAR-10 from a local
 `.npz` works too (`--dataset cifar10 --data PATH`).
 
+`keras-poison run SCENARIO… --out DIR` runs attack and defence scenarios
+(seed report 000's table, the class-oriented paper's experiments) for
+several seeds, resumably, and writes `results.json`, `table.md` and PNG
+plots; `keras-poison run --list` lists the scenarios. See
+`keras_poison.experiments`.
+
 `keras-poison manifest create` fingerprints every example of a local `.npz`
 data set, and `keras-poison manifest verify` reports which examples were
 modified, relabelled, added or removed since (exit status 0 when clean, 1
@@ -43,8 +49,52 @@ def build_parser():
     )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="Keras fit verbosity")
+    add_run_parser(commands)
     add_manifest_parser(commands)
     return parser
+
+
+def add_run_parser(commands):
+    run = commands.add_parser(
+        "run",
+        help="run scenarios x seeds; write results.json, table.md and plots (resumable)",
+        description=(
+            "Runs each SCENARIO once per seed and writes results.json (after every "
+            "finished cell, so a run can be stopped and started again: finished cells "
+            "are skipped), table.md and PNG plots into --out. Bad input exits with "
+            "status 2 before any training."
+        ),
+    )
+    run.add_argument(
+        "scenarios", nargs="*", metavar="SCENARIO", help="scenario names (see --list), or all"
+    )
+    run.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    run.add_argument(
+        "--dataset", default="digits", help="cifar10, mnist, digits or mnist5k (default digits)"
+    )
+    run.add_argument(
+        "--data", default=None, help="a local .npz (or a folder holding one); cifar10/mnist offline"
+    )
+    run.add_argument(
+        "--model",
+        default=None,
+        help="vgg_like, lenet5 or vgg9 (default: lenet5 for mnist/mnist5k, else vgg_like)",
+    )
+    run.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..K-1 (default 1)")
+    run.add_argument("--out", default=None, help="output folder (created if needed)")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--learning-rate", type=float, default=1e-3)
+    run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario parameter, e.g. epsilon=8/255 or alphas=0.1,0.5 "
+        "(repeatable; --list shows them)",
+    )
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="Keras fit verbosity")
 
 
 def add_manifest_parser(commands):
@@ -80,8 +130,57 @@ def main(argv=None):
         if args.dataset == "cifar10" and args.data is None:
             raise SystemExit("--dataset cifar10 needs --data PATH to a local .npz (no download here)")
         run_demo(args)
+    elif args.command == "run":
+        return run_experiments(args)
     elif args.command == "manifest":
         return run_manifest(args)
+    return 0
+
+
+def run_experiments(args):
+    """Runs `keras-poison run`; returns the exit status (2 on bad input)."""
+    # Imported here, like the other commands, so argument errors answer before
+    # the experiment modules load.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_poison import experiments
+    from keras_poison.experiments import runner
+
+    if args.list:
+        width = max(len(name) for name, _ in experiments.list_scenarios())
+        for name, description in experiments.list_scenarios():
+            print(f"{name:<{width}}  {description}")
+        print("\nParameters (--param KEY=VALUE) and their defaults:")
+        for name, scenario in experiments.SCENARIOS.items():
+            shown = ", ".join(f"{k}={v!r}" for k, v in scenario.params.items()) or "none"
+            print(f"  {name}: {shown}")
+        return 0
+    try:
+        if not args.scenarios:
+            raise experiments.ExperimentError(
+                "Expected at least one SCENARIO (see --list, or 'all'). Received: none"
+            )
+        if args.out is None:
+            raise experiments.ExperimentError(
+                "Expected `--out DIR`, the folder for results.json, table.md and the plots. "
+                "Received: none"
+            )
+        experiments.run(
+            args.scenarios,
+            dataset=args.dataset,
+            data=args.data,
+            model=args.model,
+            epochs=args.epochs,
+            seeds=args.seeds,
+            out=args.out,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            params=runner.parse_params(args.param),
+            plots=not args.no_plots,
+            verbose=args.verbose,
+        )
+    except experiments.ExperimentError as error:
+        print(f"keras-poison run: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

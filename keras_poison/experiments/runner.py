@@ -705,3 +705,75 @@ def _clean_json(value):
 
 def _utc_now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------
+# Command-line parameters.
+
+
+def parse_params(items):
+    """Parses `KEY=VALUE` strings (`--param`) into a `params` dict.
+
+    Each value is read as the type of the parameter's default: numbers
+    (fractions such as `8/255` allowed), comma-separated lists of numbers
+    (`alphas=0.1,0.5`), `true`/`false`, `none`, or text.
+
+    Args:
+        items: iterable of `"KEY=VALUE"` strings.
+
+    Returns:
+        A dict for `run(params=...)`.
+
+    Raises:
+        ExperimentError: for a string without `=`, an unknown key, or a
+            value that does not read as the parameter's type.
+
+    Example:
+
+    >>> parse_params(["epsilon=8/255", "alphas=0.1,0.5"])["alphas"]
+    [0.1, 0.5]
+    """
+    defaults = _declared_params(list(scenario_registry.SCENARIOS))
+    params = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep:
+            raise ExperimentError(f"Expected `--param KEY=VALUE`. Received: --param {item!r}")
+        if key not in defaults:
+            raise ExperimentError(
+                f"Expected a `--param` key among {sorted(defaults)}. Received: {key!r}"
+            )
+        try:
+            params[key] = _parse_value(text.strip(), defaults[key])
+        except ValueError as error:
+            raise ExperimentError(
+                f"Expected `{key}` of the form of its default {defaults[key]!r}. "
+                f"Received: {key}={text!r} ({error})"
+            ) from error
+    return params
+
+
+def _parse_value(text, default):
+    if isinstance(default, bool):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("not true or false")
+        return text.lower() in ("true", "1", "yes")
+    if isinstance(default, (list, tuple)):
+        return [_number(part) for part in text.split(",") if part.strip()]
+    if isinstance(default, str):
+        return text
+    if text.lower() == "none":
+        return None
+    value = _number(text)
+    if isinstance(default, int) or default is None:
+        if value != int(value):
+            raise ValueError("not a whole number")
+        return int(value)
+    return float(value)
+
+
+def _number(text):
+    numerator, slash, denominator = text.partition("/")
+    value = float(numerator)
+    return value / float(denominator) if slash else value

@@ -760,7 +760,12 @@ COEG_SINGLE_PARAMS = {
     "finetune_epochs": None,
     "freeze_bn": True,
 }
-COES_PARAMS = {**FINETUNE_PARAMS, "victim": 9, "poison_label": 0, "coes_rate": 0.5}
+COES_FL_PARAMS = {**FINETUNE_PARAMS, "victim": 9, "poison_label": 0, "coes_rate": 0.5}
+COES_PARAMS = {**COES_FL_PARAMS, **CRAFT_PARAMS}
+# The single-instance label flip crafts nothing.
+COEG_SINGLE_FL_PARAMS = {
+    k: v for k, v in COEG_SINGLE_PARAMS.items() if k not in CRAFT_PARAMS
+}
 
 
 def _entries():
@@ -799,7 +804,7 @@ def _entries():
         Scenario("coeg_single_fl",
                  "label-flip baseline of coeg_single: the same image, unmodified, labelled "
                  "supplanter",
-                 oriented, _class_oriented(run_coeg_single, flip=True), dict(COEG_SINGLE_PARAMS)),
+                 oriented, _class_oriented(run_coeg_single, flip=True), dict(COEG_SINGLE_FL_PARAMS)),
         Scenario("finetune_clean",
                  "fine-tune the base model on the clean fine-tuning set (the α = 0 reference)",
                  oriented, _class_oriented(run_finetune_clean),
@@ -818,11 +823,11 @@ def _entries():
         Scenario("coes_fl1",
                  "FL-1 baseline of coes: chosen examples of every class relabelled to the "
                  "poison label (TargetedFlip.to_class)",
-                 oriented, _class_oriented(run_coes, variant="fl1"), dict(COES_PARAMS)),
+                 oriented, _class_oriented(run_coes, variant="fl1"), dict(COES_FL_PARAMS)),
         Scenario("coes_fl2",
                  "FL-2 baseline of coes: only chosen victim examples relabelled "
                  "(TargetedFlip.from_class)",
-                 oriented, _class_oriented(run_coes, variant="fl2"), dict(COES_PARAMS)),
+                 oriented, _class_oriented(run_coes, variant="fl2"), dict(COES_FL_PARAMS)),
     ]
 
 

@@ -136,7 +136,7 @@ def _seed000_notes(rows):
                 d = record["detection"]
                 notes.append(
                     f"- {name} (seed {record['seed']}): the detector flagged "
-                    f"{d['num_flagged']} of {d['num_poisoned']} poisoned labels' examples, "
+                    f"{d['num_flagged']} examples ({d['num_poisoned']} were poisoned): "
                     f"precision {_num(d['precision'])}, recall {_num(d['recall'])}, F1 "
                     f"{_num(d['f1'])}; {d['labels_restored']} labels restored"
                 )

@@ -1,0 +1,137 @@
+"""The experiment runner: outputs, mean ± std over seeds, resume, class-oriented cells."""
+
+import json
+import os
+
+import pytest
+
+from keras_poison import experiments
+from keras_poison.experiments import scenarios
+
+TINY = dict(dataset="digits", epochs=1, batch_size=128, verbose=0)
+
+
+@pytest.fixture(scope="module")
+def two_seed_run(tiny_digits, tmp_path_factory):
+    """baseline and random_flip, seeds 0 and 1: four cells, run once for the module."""
+    out = str(tmp_path_factory.mktemp("two_seeds"))
+    lines = []
+    results = experiments.run(
+        ["baseline", "random_flip"], data=tiny_digits, seeds=2, out=out, log=lines.append, **TINY
+    )
+    return out, results, lines
+
+
+def test_run_writes_results_table_and_plots(two_seed_run):
+    out, results, _ = two_seed_run
+    assert sorted(os.listdir(out)) >= ["plots", "results.json", "table.md"]
+    plots = os.listdir(os.path.join(out, "plots"))
+    assert "training_curves.png" in plots
+    assert "confusion_random_flip_seed1.png" in plots
+    with open(os.path.join(out, "results.json")) as f:
+        saved = json.load(f)
+    assert sorted(saved["cells"]) == ["baseline|0", "baseline|1", "random_flip|0", "random_flip|1"]
+    cell = saved["cells"]["random_flip|1"]
+    for key in ("accuracy", "macro_f1", "confusion_matrix", "history", "config", "versions", "seconds"):
+        assert key in cell, key
+    assert cell["seed"] == 1 and cell["config"]["params"] == {"rate": 0.2}
+    assert cell["poisoned_fraction"] == pytest.approx(0.2, abs=0.01)
+    assert set(cell["versions"]) >= {"keras_poison", "tensorflow", "keras"}
+    assert len(cell["history"]["val_accuracy"]) == 1
+    assert saved["summary"] == results["summary"]
+
+
+def test_table_has_mean_and_std_over_two_seeds(two_seed_run):
+    out, results, _ = two_seed_run
+    with open(os.path.join(out, "table.md")) as f:
+        table = f.read()
+    rows = [line for line in table.splitlines() if line.startswith("| random_flip |")]
+    assert len(rows) == 1 and rows[0].count("±") >= 3
+    summary = results["summary"]["random_flip"]["accuracy"]
+    assert summary["n"] == 2 and summary["std"] >= 0
+
+
+def test_progress_lines_name_every_cell(two_seed_run):
+    _, _, lines = two_seed_run
+    assert any(line.startswith("[4/4] random_flip (seed 1): accuracy") for line in lines)
+
+
+def test_rerun_skips_every_finished_cell(two_seed_run, tiny_digits, monkeypatch):
+    out, first, _ = two_seed_run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(scenarios, "train_and_score", no_training)
+    lines = []
+    again = experiments.run(
+        ["baseline", "random_flip"], data=tiny_digits, seeds=2, out=out, log=lines.append, **TINY
+    )
+    assert sum("finished earlier, skipped" in line for line in lines) == 4
+    for key, cell in first["cells"].items():
+        assert again["cells"][key]["started_utc"] == cell["started_utc"]
+        assert again["cells"][key]["seconds"] == cell["seconds"]
+
+
+def test_interrupted_run_loses_no_finished_cell(tiny_digits, tmp_path, monkeypatch):
+    def interrupted(context, params):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(scenarios._ATTACKS, "random_flip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.run(["baseline", "random_flip"], data=tiny_digits, out=str(tmp_path), **TINY)
+    with open(tmp_path / "results.json") as f:
+        assert list(json.load(f)["cells"]) == ["baseline|0"]
+    assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
+
+    monkeypatch.undo()
+    lines = []
+    results = experiments.run(
+        ["baseline", "random_flip"], data=tiny_digits, out=str(tmp_path), log=lines.append, **TINY
+    )
+    assert any(line.startswith("[1/2] baseline (seed 0): finished earlier") for line in lines)
+    assert sorted(results["cells"]) == ["baseline|0", "random_flip|0"]
+
+
+def test_targeted_flip_runs_the_baseline_it_needs_first(tiny_digits, tmp_path):
+    results = experiments.run(["targeted_flip"], data=tiny_digits, out=None, plots=False, log=lambda line: None, **TINY)
+    assert list(results["cells"]) == ["baseline|0", "targeted_flip|0"]
+    assert results["cells"]["targeted_flip|0"]["pairs"]
+
+
+def test_class_oriented_cells_report_ctt_and_cft(tiny_digits, tmp_path):
+    params = {"set_size": 100, "alphas": [0.5], "steps": 1, "finetune_epochs": 1}
+    results = experiments.run(
+        ["coeg_single", "coeg_set", "coes"], data=tiny_digits, out=str(tmp_path),
+        params=params, log=lambda line: None, **TINY,
+    )
+    cells = results["cells"]
+    assert isinstance(cells["coeg_single|0"]["ctt"], float)
+    assert cells["coeg_single|0"]["training_examples"] == 1
+    alpha = cells["coeg_set|0"]["alphas"]["0.5"]
+    assert alpha["poisoned_count"] == 50 and "holdout_ctt" in alpha["history"]
+    assert len(cells["coes|0"]["cft_per_class"]) == 10 and "victim_cft" in cells["coes|0"]
+    table = (tmp_path / "table.md").read_text()
+    assert "| coeg_set | α=0.5 |" in table and "CFT per class" in table
+    plots = os.listdir(tmp_path / "plots")
+    for name in ("ctt_over_epochs.png", "ctt_vs_alpha.png", "cft_per_class.png"):
+        assert name in plots
+
+
+def test_list_scenarios_covers_both_seed_papers():
+    names = [name for name, _ in experiments.list_scenarios()]
+    for name in ("baseline", "random_flip", "targeted_flip", "class_pattern",
+                 "class_pattern_defended", "random_flip_sanitized", "targeted_flip_gce",
+                 "class_pattern_removal", "coeg_single", "coeg_single_fl", "coeg_set",
+                 "coeg_set_fl", "coes", "coes_fl1", "coes_fl2"):
+        assert name in names
+    assert all(description for _, description in experiments.list_scenarios())
+
+
+def test_parameter_names_have_one_default_each():
+    # A --param applies to every chosen scenario that declares it, so a name
+    # must mean the same thing (same default) everywhere.
+    seen = {}
+    for scenario in experiments.SCENARIOS.values():
+        for key, value in scenario.params.items():
+            assert seen.setdefault(key, value) == value, key
