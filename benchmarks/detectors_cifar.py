@@ -66,7 +66,14 @@ def parse_args(argv=None):
     parser.add_argument("--fold-epochs", type=int, default=20)
     parser.add_argument("--knn-k", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--retrain", default="relabel,drop", help="sanitize actions to retrain with")
+    parser.add_argument(
+        "--retrain",
+        default="relabel,drop,consensus",
+        help="sanitize policies to retrain with: relabel / drop (LabelIssueDetector's "
+        "report), consensus (relabel where LabelIssueDetector and k-NN agree)",
+    )
+    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "mnist5k"])
+    parser.add_argument("--model", default="vgg_like", choices=["vgg_like", "lenet5"])
     parser.add_argument("--art", action="store_true", help="also run ART 1.20 (needs its venv)")
     parser.add_argument(
         "--detect-only",
@@ -104,7 +111,7 @@ def save_json(path, results):
     os.replace(path + ".tmp", path)
 
 
-def poisoned_training_set(attack, seed, x_train, y_train):
+def poisoned_training_set(attack, seed, x_train, y_train, results=None):
     import keras_poison as kp
 
     if attack == "clean":
@@ -112,7 +119,10 @@ def poisoned_training_set(attack, seed, x_train, y_train):
     if attack == "random_flip":
         poison = kp.RandomFlip(rate=RATE, num_classes=NUM_CLASSES, seed=seed)
     elif attack == "targeted_flip":
-        clean_cell = load_json(DEFENCES_RESULTS).get("cells", {}).get(f"clean|none|{seed}")
+        # The clean model of this run when it has one, else the defences benchmark's.
+        clean_cell = (results or {}).get("stages", {}).get(f"clean|{seed}|trained")
+        if clean_cell is None or "confusion_matrix" not in clean_cell:
+            clean_cell = load_json(DEFENCES_RESULTS).get("cells", {}).get(f"clean|none|{seed}")
         if clean_cell is None:
             raise SystemExit(f"targeted_flip needs clean|none|{seed} in {DEFENCES_RESULTS}")
         poison = kp.TargetedFlip.from_confusion_matrix(
@@ -123,16 +133,21 @@ def poisoned_training_set(attack, seed, x_train, y_train):
     return poison.poison(x_train, y_train)
 
 
-def build_model(seed, input_shape):
+def build_model(seed, input_shape, name="vgg_like"):
     import keras
 
     import keras_poison as kp
 
     keras.utils.set_random_seed(seed)
-    return kp.models.vgg_like(input_shape=input_shape, num_classes=NUM_CLASSES, seed=seed)
+    builder = getattr(kp.models, name)
+    return builder(input_shape=input_shape, num_classes=NUM_CLASSES, seed=seed)
 
 
 CACHE = os.path.join(REPO_ROOT, "benchmarks", "results", "cache")
+
+
+def cache_prefix(args):
+    return f"detectors_{args.dataset}_{args.model}_seed{args.seed}_ep{args.epochs}"
 
 
 def train_and_test(x, y, data, args, label, cache_name=None):
@@ -144,10 +159,8 @@ def train_and_test(x, y, data, args, label, cache_name=None):
     import keras_poison as kp
 
     (_, _), (x_test, y_test) = data
-    model = build_model(args.seed, x.shape[1:])
-    cache = cache_name and os.path.join(
-        CACHE, f"detectors_{cache_name}_seed{args.seed}_ep{args.epochs}.weights.h5"
-    )
+    model = build_model(args.seed, x.shape[1:], args.model)
+    cache = cache_name and os.path.join(CACHE, f"{cache_prefix(args)}_{cache_name}.weights.h5")
     start = time.perf_counter()
     if cache and os.path.exists(cache):
         model.load_weights(cache)
@@ -165,6 +178,7 @@ def train_and_test(x, y, data, args, label, cache_name=None):
     figures = {
         "test_accuracy": kp.accuracy(y_test, y_pred),
         "macro_f1": kp.macro_f1(y_test, y_pred, num_classes=NUM_CLASSES),
+        "confusion_matrix": kp.confusion_matrix(y_test, y_pred, num_classes=NUM_CLASSES).tolist(),
         "train_accuracy_last_epoch": (
             float(history.history["accuracy"][-1]) if history else None
         ),
@@ -196,7 +210,7 @@ def run_attack(attack, data, results, args):
     (x_train, y_train), _ = data
     stages = results["stages"]
     prefix = f"{attack}|{args.seed}"
-    x_p, y_p, mask = poisoned_training_set(attack, args.seed, x_train, y_train)
+    x_p, y_p, mask = poisoned_training_set(attack, args.seed, x_train, y_train, results)
     log(f"\n=== {attack} (seed {args.seed}): {int(mask.sum())} of {len(mask)} examples poisoned ===")
 
     model, figures = train_and_test(
@@ -205,6 +219,7 @@ def run_attack(attack, data, results, args):
     if not args.detect_only:
         stages[f"{prefix}|trained"] = figures
     detections = {}
+    reports = {}
 
     def record(name, report, seconds, extra=None):
         detections[name] = scored(report, mask, seconds, extra)
@@ -225,6 +240,7 @@ def run_attack(attack, data, results, args):
     ]:
         report, seconds = timed(lambda: detector.detect(None, y_p, features=features))
         record(name, report, seconds + feature_seconds)
+        reports[name] = report
 
     if args.art:
         from art_detectors import art_detect
@@ -254,23 +270,39 @@ def run_attack(attack, data, results, args):
         return
     if attack in LABEL_ATTACKS:
         detector = kp.LabelIssueDetector(
-            build_model=lambda: build_model(args.seed, x_p.shape[1:]),
+            build_model=lambda: build_model(args.seed, x_p.shape[1:], args.model),
             num_folds=args.folds, epochs=args.fold_epochs, batch_size=args.batch_size,
             seed=args.seed,
         )
-        probabilities, fold_seconds = timed(lambda: detector.out_of_sample_probabilities(x_p, y_p))
+        cache = os.path.join(
+            CACHE, f"{cache_prefix(args)}_{attack}_oos_f{args.folds}e{args.fold_epochs}.npy"
+        )
+        if os.path.exists(cache):
+            probabilities, fold_seconds = np.load(cache), None
+        else:
+            probabilities, fold_seconds = timed(
+                lambda: detector.out_of_sample_probabilities(x_p, y_p)
+            )
+            os.makedirs(CACHE, exist_ok=True)
+            np.save(cache, probabilities)
         report, seconds = timed(lambda: detector.detect(x_p, y_p, pred_probs=probabilities))
-        record("label_issues", report, fold_seconds + seconds, {"kfold_seconds": fold_seconds})
-        suggested_right = float(np.mean(report.suggested_labels[mask] == y_train[mask])) if mask.any() else None
-        detections["label_issues"]["suggested_label_correct_on_poisoned"] = suggested_right
+        record("label_issues", report, (fold_seconds or 0) + seconds, {"kfold_seconds": fold_seconds})
+        agreed = record("consensus_label_issues_knn", kp.defences.detectors.consensus(report, reports["knn"]), 0.0)
+        for name, candidate in (("label_issues", report), ("knn", reports["knn"]), ("consensus_label_issues_knn", agreed)):
+            if mask.any():
+                detections[name]["suggested_label_correct_on_flagged_poisoned"] = float(
+                    np.mean(candidate.suggested_labels[mask & candidate.flagged] == y_train[mask & candidate.flagged])
+                ) if np.any(mask & candidate.flagged) else None
         stages[f"{prefix}|detections"] = detections
         save_json(args.out, results)
-        for action in args.retrain:
-            x_s, y_s = kp.Sanitize(report, action=action).apply(x_p, y_p)
-            _, retrained = train_and_test(x_s, y_s, data, args, f"sanitized ({action}) and retrained")
-            true_labels = y_train[~report.flagged] if action == "drop" else y_train
+        policies = {"relabel": (report, "relabel"), "drop": (report, "drop"), "consensus": (agreed, "relabel")}
+        for policy in args.retrain:
+            chosen, action = policies[policy]
+            x_s, y_s = kp.Sanitize(chosen, action=action).apply(x_p, y_p)
+            _, retrained = train_and_test(x_s, y_s, data, args, f"sanitized ({policy}) and retrained")
+            true_labels = y_train[~chosen.flagged] if action == "drop" else y_train
             retrained["labels_still_wrong"] = int(np.sum(y_s != true_labels))
-            stages[f"{prefix}|retrained_{action}"] = retrained
+            stages[f"{prefix}|retrained_{policy}"] = retrained
             save_json(args.out, results)
             keras.backend.clear_session(free_memory=True)
     else:
@@ -291,7 +323,7 @@ def fmt(value, digits=2):
 def write_markdown(path, results):
     stages = results["stages"]
     seeds = sorted({key.split("|")[1] for key in stages if key.endswith("|done")})
-    lines = ["# Detectors on the CIFAR-10 subset", ""]
+    lines = [f"# Detectors on {results.get('meta', {}).get('dataset', 'the CIFAR-10 subset')}", ""]
     meta = results.get("meta", {})
     if meta:
         lines += [
@@ -317,8 +349,8 @@ def write_markdown(path, results):
                     f"{m['seconds']:.1f} |"
                 )
         lines += ["", f"## Seed {seed}: sanitize with LabelIssueDetector, retrain", ""]
-        lines += ["| attack | attacked | sanitized (relabel) | sanitized (drop) | recovery relabel | recovery drop |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| attack | attacked | relabel | drop | consensus relabel | recovery relabel | recovery drop | recovery consensus |",
+                  "|---|---|---|---|---|---|---|---|"]
         clean = stages.get(f"clean|{seed}|trained", {}).get("test_accuracy")
         for attack in LABEL_ATTACKS:
             attacked = stages.get(f"{attack}|{seed}|trained", {}).get("test_accuracy")
@@ -326,7 +358,7 @@ def write_markdown(path, results):
                 continue
             row = [ATTACK_LABELS[attack], fmt(attacked, 3)]
             recoveries = []
-            for action in ("relabel", "drop"):
+            for action in ("relabel", "drop", "consensus"):
                 value = stages.get(f"{attack}|{seed}|retrained_{action}", {}).get("test_accuracy")
                 row.append(fmt(value, 3))
                 if attack == "clean" and value is not None:
@@ -356,7 +388,8 @@ def main(argv=None):
 
         from keras_poison import datasets
 
-        (x_train, y_train), (x_test, y_test) = datasets.load("cifar10", path=args.data)
+        path = args.data if args.dataset == "cifar10" else None
+        (x_train, y_train), (x_test, y_test) = datasets.load(args.dataset, path=path)
         data = ((x_train.astype("float32") / 255.0, y_train), (x_test.astype("float32") / 255.0, y_test))
         results["commands"].append(" ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv))
         info = machine_info()
@@ -370,6 +403,8 @@ def main(argv=None):
             "folds": args.folds,
             "fold_epochs": args.fold_epochs,
             "knn_k": args.knn_k,
+            "dataset": args.dataset,
+            "model": args.model,
         }
         for attack in args.attacks:
             if results["stages"].get(f"{attack}|{args.seed}|done") and not args.detect_only:

@@ -10,4 +10,5 @@ from keras_poison.defences.detectors.knn import KNNDetector
 from keras_poison.defences.detectors.label_issues import LabelIssueDetector
 from keras_poison.defences.detectors.report import DetectionMetrics
 from keras_poison.defences.detectors.report import DetectionReport
+from keras_poison.defences.detectors.report import consensus
 from keras_poison.defences.detectors.spectral import SpectralSignatureDetector

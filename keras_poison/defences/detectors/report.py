@@ -257,3 +257,60 @@ def _optional_labels(name, value, length):
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"Expected `{name}` to hold integer labels. Received: {name}.dtype={array.dtype}")
     return array.astype(np.int64)
+
+
+def consensus(*reports):
+    """The examples every report flags, relabelled only where they agree.
+
+    Two detectors that look at the data differently (confident learning on
+    out-of-sample probabilities, deep k-NN on a trained model's features)
+    make different mistakes; where both flag an example and both suggest the
+    same label, that label is far more often right than either alone. With
+    a weak classifier (the CIFAR-10 subset's 65%) one detector alone flags
+    many clean examples, and relabelling them does more harm than good
+    (docs/benchmarks.md §7).
+
+    Args:
+        *reports: two or more `DetectionReport`s on the same examples.
+
+    Returns:
+        A `DetectionReport` flagging the examples that every report flags
+        and, when the reports suggest labels, whose suggestions all agree;
+        its scores are the mean of each report's score ranks in [0, 1].
+
+    Example:
+
+    >>> a = DetectionReport(np.array([.9, .8, .1]), np.array([True, True, False]),
+    ...                     suggested_labels=np.array([1, 2, 0]))
+    >>> b = DetectionReport(np.array([.7, .9, .2]), np.array([True, True, False]),
+    ...                     suggested_labels=np.array([1, 0, 0]))
+    >>> consensus(a, b).flagged_indices.tolist()
+    [0]
+    """
+    if len(reports) < 2 or not all(isinstance(r, DetectionReport) for r in reports):
+        raise TypeError(
+            "Expected two or more DetectionReports. Received: "
+            f"{[type(r).__name__ for r in reports]}"
+        )
+    sizes = {r.num_examples for r in reports}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"Expected reports on the same examples. Received: sizes {sorted(sizes)}"
+        )
+    flagged = np.logical_and.reduce([r.flagged for r in reports])
+    suggestions = [r.suggested_labels for r in reports if r.suggested_labels is not None]
+    suggested = None
+    if suggestions:
+        suggested = suggestions[0]
+        flagged &= np.logical_and.reduce([s == suggested for s in suggestions])
+    # Ranks put detectors with different score scales on one footing.
+    ranks = [np.argsort(np.argsort(r.scores, kind="stable"), kind="stable") for r in reports]
+    scores = np.mean(ranks, axis=0) / max(reports[0].num_examples - 1, 1)
+    given = next((r.given_labels for r in reports if r.given_labels is not None), None)
+    return DetectionReport(
+        scores,
+        flagged,
+        suggested_labels=suggested,
+        given_labels=given,
+        detector="consensus(" + ", ".join(r.detector for r in reports) + ")",
+    )

@@ -93,3 +93,26 @@ def test_load_rejects_truncated_file(tmp_path):
 def test_bad_inputs_are_rejected(kwargs, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make_report(**kwargs)
+
+
+def test_consensus_flags_only_where_every_report_flags_and_suggests_the_same_label():
+    from keras_poison.defences.detectors import consensus
+
+    a = make_report()  # flags 0 and 2, suggests 1 and 2
+    b = make_report(
+        flagged=np.array([True, True, True, False, False]),
+        suggested_labels=np.array([1, 0, 0, 1, 0]),
+        detector="other",
+    )
+    agreed = consensus(a, b)
+    assert agreed.flagged_indices.tolist() == [0]
+    assert agreed.detector == "consensus(test, other)"
+    np.testing.assert_array_equal(agreed.given_labels, a.given_labels)
+
+
+def test_consensus_of_reports_on_other_examples_is_rejected():
+    from keras_poison.defences.detectors import consensus
+
+    shorter = DetectionReport(np.zeros(3), np.zeros(3, bool))
+    with pytest.raises(ValueError, match=r"same examples.*\[3, 5\]"):
+        consensus(make_report(), shorter)
