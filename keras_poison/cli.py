@@ -151,7 +151,7 @@ def run_experiments(args):
             print(f"{name:<{width}}  {description}")
         print("\nParameters (--param KEY=VALUE) and their defaults:")
         for name, scenario in experiments.SCENARIOS.items():
-            shown = ", ".join(f"{k}={v!r}" for k, v in scenario.params.items()) or "none"
+            shown = ", ".join(f"{k}={_shown(v)}" for k, v in scenario.params.items()) or "none"
             print(f"  {name}: {shown}")
         return 0
     try:
@@ -182,6 +182,15 @@ def run_experiments(args):
         print(f"keras-poison run: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _shown(value):
+    """A parameter's default as one would type it after `--param KEY=`."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_shown(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) or value is None else str(value)
 
 
 def run_manifest(args):

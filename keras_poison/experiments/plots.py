@@ -90,8 +90,12 @@ def _mean_curve(curves):
     )
 
 
-def _grouped(results, family, key):
-    """`{label: [history[key] over seeds]}` for the cells of one family."""
+def _grouped(results, family, key, first=None):
+    """`{label: [history[key] over seeds]}` for the cells of one family.
+
+    With `first`, each curve starts with `record[first]` (e.g. the base
+    model's accuracy as epoch 0).
+    """
     grouped = {}
     for name, scenario in scenario_registry.SCENARIOS.items():
         if scenario.family != family:
@@ -106,6 +110,8 @@ def _grouped(results, family, key):
             )
             for label, record in subs:
                 curve = record.get("history", {}).get(key)
+                if curve and first is not None:
+                    curve = [record.get(first)] + curve
                 if curve:
                     grouped.setdefault(label, []).append([np.nan if v is None else v for v in curve])
     return grouped
@@ -137,15 +143,17 @@ def ctt_over_epochs(results):
     ctt = _grouped(results, scenario_registry.CLASS_ORIENTED, "holdout_ctt")
     if not ctt:
         return None
-    accuracy = _grouped(results, scenario_registry.CLASS_ORIENTED, "holdout_accuracy")
+    # Epoch 0 is the base model: its test accuracy, and a CTT of 0 by definition.
+    accuracy = _grouped(
+        results, scenario_registry.CLASS_ORIENTED, "holdout_accuracy", first="base_accuracy"
+    )
     figure, (left, right) = _figure()
     for label, runs in accuracy.items():
         if label in ctt:
             error = 1.0 - _mean_curve(runs)
-            left.plot(np.arange(1, len(error) + 1), 100 * error, marker=".", label=label)
+            left.plot(np.arange(0, len(error)), 100 * error, marker=".", label=label)
     for label, runs in ctt.items():
         mean = _mean_curve(runs)
-        # Epoch 0 is the base model, whose CTT is 0 by definition.
         right.plot(np.arange(0, len(mean) + 1), 100 * np.r_[0.0, mean], marker=".", label=label)
     left.set_title("test error (%)")
     right.set_title("CTT rate (points)")

@@ -408,13 +408,16 @@ def base_model(context):
     fingerprint = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:12]
     path = os.path.join(
         context.cache_dir,
-        f"base_{context.model}_{fingerprint}_ep{context.epochs}_seed{context.seed}.weights.h5",
+        f"base_{context.model}_{fingerprint}_ep{context.epochs}_seed{context.seed}.npz",
     )
     keras.utils.set_random_seed(context.seed)
     model = build_model(context)
     start = time.perf_counter()
+    # The weights alone, as arrays: a Keras weights file would also carry the
+    # optimizer's state, which a fresh model cannot take (and warns about).
     if os.path.exists(path):
-        model.load_weights(path)
+        with np.load(path) as stored:
+            model.set_weights([stored[f"w{i}"] for i in range(len(stored.files))])
         context.log(f"    base model (seed {context.seed}) loaded from {path}")
     else:
         context.log(
@@ -430,7 +433,9 @@ def base_model(context):
             verbose=context.verbose,
         )
         os.makedirs(context.cache_dir, exist_ok=True)
-        model.save_weights(path)
+        tmp = f"{path}.tmp-{os.getpid()}.npz"
+        np.savez(tmp, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+        os.replace(tmp, path)
     record, predictions = score(model, context)
     train_predictions = np.argmax(model.predict(x, batch_size=256, verbose=0), -1)
     info = {

@@ -13,11 +13,11 @@ TINY = dict(dataset="digits", epochs=1, batch_size=128, verbose=0)
 
 @pytest.fixture(scope="module")
 def two_seed_run(tiny_digits, tmp_path_factory):
-    """baseline and random_flip, seeds 0 and 1: four cells, run once for the module."""
+    """random_flip with seeds 0 and 1: two cells, run once for the module."""
     out = str(tmp_path_factory.mktemp("two_seeds"))
     lines = []
     results = experiments.run(
-        ["baseline", "random_flip"], data=tiny_digits, seeds=2, out=out, log=lines.append, **TINY
+        ["random_flip"], data=tiny_digits, seeds=2, out=out, log=lines.append, **TINY
     )
     return out, results, lines
 
@@ -30,7 +30,7 @@ def test_run_writes_results_table_and_plots(two_seed_run):
     assert "confusion_random_flip_seed1.png" in plots
     with open(os.path.join(out, "results.json")) as f:
         saved = json.load(f)
-    assert sorted(saved["cells"]) == ["baseline|0", "baseline|1", "random_flip|0", "random_flip|1"]
+    assert sorted(saved["cells"]) == ["random_flip|0", "random_flip|1"]
     cell = saved["cells"]["random_flip|1"]
     for key in ("accuracy", "macro_f1", "confusion_matrix", "history", "config", "versions", "seconds"):
         assert key in cell, key
@@ -53,7 +53,7 @@ def test_table_has_mean_and_std_over_two_seeds(two_seed_run):
 
 def test_progress_lines_name_every_cell(two_seed_run):
     _, _, lines = two_seed_run
-    assert any(line.startswith("[4/4] random_flip (seed 1): accuracy") for line in lines)
+    assert any(line.startswith("[2/2] random_flip (seed 1): accuracy") for line in lines)
 
 
 def test_rerun_skips_every_finished_cell(two_seed_run, tiny_digits, monkeypatch):
@@ -65,9 +65,9 @@ def test_rerun_skips_every_finished_cell(two_seed_run, tiny_digits, monkeypatch)
     monkeypatch.setattr(scenarios, "train_and_score", no_training)
     lines = []
     again = experiments.run(
-        ["baseline", "random_flip"], data=tiny_digits, seeds=2, out=out, log=lines.append, **TINY
+        ["random_flip"], data=tiny_digits, seeds=2, out=out, log=lines.append, **TINY
     )
-    assert sum("finished earlier, skipped" in line for line in lines) == 4
+    assert sum("finished earlier, skipped" in line for line in lines) == 2
     for key, cell in first["cells"].items():
         assert again["cells"][key]["started_utc"] == cell["started_utc"]
         assert again["cells"][key]["seconds"] == cell["seconds"]
@@ -99,23 +99,46 @@ def test_targeted_flip_runs_the_baseline_it_needs_first(tiny_digits, tmp_path):
     assert results["cells"]["targeted_flip|0"]["pairs"]
 
 
-def test_class_oriented_cells_report_ctt_and_cft(tiny_digits, tmp_path):
-    params = {"set_size": 100, "alphas": [0.5], "steps": 1, "finetune_epochs": 1}
-    results = experiments.run(
-        ["coeg_single", "coeg_set", "coes"], data=tiny_digits, out=str(tmp_path),
-        params=params, log=lambda line: None, **TINY,
+# The class-oriented tests share one output folder, so the clean base model
+# is trained once (by whichever runs first) and loaded from its cache after.
+SMALL = {"steps": 1, "finetune_epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def oriented_out(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("class_oriented"))
+
+
+def run_oriented(names, tiny_digits, out, **params):
+    return experiments.run(
+        names, data=tiny_digits, out=out, params={**SMALL, **params},
+        log=lambda line: None, **TINY,
     )
-    cells = results["cells"]
-    assert isinstance(cells["coeg_single|0"]["ctt"], float)
-    assert cells["coeg_single|0"]["training_examples"] == 1
-    alpha = cells["coeg_set|0"]["alphas"]["0.5"]
-    assert alpha["poisoned_count"] == 50 and "holdout_ctt" in alpha["history"]
-    assert len(cells["coes|0"]["cft_per_class"]) == 10 and "victim_cft" in cells["coes|0"]
-    table = (tmp_path / "table.md").read_text()
-    assert "| coeg_set | α=0.5 |" in table and "CFT per class" in table
-    plots = os.listdir(tmp_path / "plots")
-    for name in ("ctt_over_epochs.png", "ctt_vs_alpha.png", "cft_per_class.png"):
-        assert name in plots
+
+
+def test_coeg_set_reports_ctt_per_alpha(tiny_digits, oriented_out):
+    results = run_oriented(["coeg_set"], tiny_digits, oriented_out, alphas=[0.5], set_size=100)
+    alpha = results["cells"]["coeg_set|0"]["alphas"]["0.5"]
+    assert alpha["poisoned_count"] == 50 and isinstance(alpha["ctt"], float)
+    assert "holdout_ctt" in alpha["history"]
+    table = open(os.path.join(oriented_out, "table.md")).read()
+    assert "| coeg_set | α=0.5 |" in table
+    plots = os.listdir(os.path.join(oriented_out, "plots"))
+    assert "ctt_over_epochs.png" in plots and "ctt_vs_alpha.png" in plots
+
+
+def test_coeg_single_fine_tunes_on_one_point(tiny_digits, oriented_out):
+    cell = run_oriented(["coeg_single"], tiny_digits, oriented_out)["cells"]["coeg_single|0"]
+    assert cell["training_examples"] == 1 and cell["poison_label"] == 4
+    assert isinstance(cell["ctt"], float) and cell["seed_class"] == 6
+
+
+def test_coes_reports_cft_per_class(tiny_digits, oriented_out):
+    cell = run_oriented(["coes"], tiny_digits, oriented_out, set_size=100)["cells"]["coes|0"]
+    assert len(cell["cft_per_class"]) == 10 and cell["victim"] == 9
+    assert "victim_cft" in cell and "max_non_victim_cft" in cell
+    assert "CFT per class" in open(os.path.join(oriented_out, "table.md")).read()
+    assert "cft_per_class.png" in os.listdir(os.path.join(oriented_out, "plots"))
 
 
 def test_list_scenarios_covers_both_seed_papers():
