@@ -156,6 +156,10 @@ class PoisonMonitor(keras.callbacks.Callback):
         self.prefix = str(prefix)
         self.batch_size = validate_int("batch_size", batch_size, 1)
         self._counts = counts
+        # Readable before `fit` too; reset when training begins.
+        self.alarms = []
+        self.history = []
+        self.stopped_epoch = None
 
     def _name(self, k):
         return self.class_names[k] if self.class_names else str(k)
@@ -377,9 +381,10 @@ class RestoredWeightsCheck(keras.callbacks.Callback):
                 f"EarlyStopping restored the weights of epoch "
                 f"{self.restored_epoch + 1}, whose {self.accuracy_key} "
                 f"{value:.3f} is near chance ({chance:.3f}). Its monitored "
-                f"'{stopper.monitor}' was lowest there, but the model had not "
-                "learned yet; pass `start_from_epoch` to EarlyStopping or "
-                "monitor an accuracy instead.",
+                f"'{stopper.monitor}' was best there, but the model had not "
+                "learned yet; pass `start_from_epoch` to EarlyStopping"
+                + ("" if "acc" in stopper.monitor else " or monitor an accuracy instead")
+                + ".",
                 stacklevel=2,
             )
 

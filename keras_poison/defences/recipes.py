@@ -22,6 +22,7 @@ def seed_defences(
     monitor="val_loss",
     start_from_epoch=0,
     from_logits=False,
+    horizontal_flip=True,
     seed=None,
 ):
     """Seed report 000's three defences (§4.1–4.3), ready to plug in.
@@ -69,7 +70,9 @@ def seed_defences(
     value_range = validate_value_range("value_range", value_range)
     patience = validate_int("patience", patience, 0)
     start_from_epoch = validate_int("start_from_epoch", start_from_epoch, 0)
-    augmentation = ImageAugmentation(value_range=value_range, seed=seed)
+    augmentation = ImageAugmentation(
+        horizontal_flip=bool(horizontal_flip), value_range=value_range, seed=seed
+    )
     loss = LabelSmoothingCrossentropy(
         label_smoothing=label_smoothing, from_logits=from_logits
     )
