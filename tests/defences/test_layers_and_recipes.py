@@ -213,3 +213,10 @@ def test_model_with_colour_centering_saves_and_loads_without_custom_objects(tmp_
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.layers[0], ColourCentering)
     np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0))
+
+
+def test_seed_defences_can_leave_out_the_horizontal_flip_for_digits():
+    from keras_poison import seed_defences
+
+    assert seed_defences().augmentation.horizontal_flip
+    assert not seed_defences(horizontal_flip=False).augmentation.horizontal_flip

@@ -2,7 +2,6 @@
 
 import csv
 import os
-import warnings
 
 import keras
 import numpy as np
@@ -275,3 +274,8 @@ def test_model_with_another_number_of_classes_is_rejected_at_train_begin():
     monitor = PoisonMonitor(X, Y, num_classes=4)
     with pytest.raises(ValueError, match="4 outputs"):
         model.fit(X, Y % 3, epochs=1, verbose=0, callbacks=[monitor])
+
+
+def test_alarms_are_readable_before_training():
+    monitor = PoisonMonitor(np.zeros((4, 2)), np.array([0, 1, 0, 1]), num_classes=2)
+    assert monitor.alarms == [] and monitor.history == []
