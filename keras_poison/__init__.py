@@ -5,6 +5,7 @@ The public API is flat: `from keras_poison import RandomFlip`.
 
 from keras_poison import datasets
 from keras_poison import defences
+from keras_poison import experiments
 from keras_poison import metrics
 from keras_poison import models
 from keras_poison.attacks import ClassPatternNoise
