@@ -76,19 +76,24 @@ class ClassPatternDetector:
         self.patterns = None
         self.flagged_classes = None
 
-    def detect(self, x, y):
+    def detect(self, x, y, reference=None):
         """Estimates the class patterns of `(x, y)` and scores every example.
 
         Args:
             x: images `(n, H, W[, C])`.
             y: labels, sparse or one-hot.
+            reference: `None`, or a small trusted clean set `(x_ref, y_ref)`
+                with every class. Needed for aligned images such as digits,
+                whose clean class means carry fine detail of their own (on
+                the packaged MNIST digits, without one, every class is
+                flagged). Defaults to `None`.
 
         Returns:
             A `DetectionReport`; `details` holds the per-class
             `signal_to_noise` and the `flagged_classes`.
         """
         x = np.asarray(x)
-        self.removal.fit(x, y)
+        self.removal.fit(x, y, reference=reference)
         labels = self.removal._class_indices(x, y)
         is_flagged_class = self.removal.signal_to_noise > self.snr_threshold
         patterns = self.removal.patterns * is_flagged_class[
@@ -99,12 +104,26 @@ class ClassPatternDetector:
 
         flat_patterns = patterns.reshape(self.num_classes, -1)
         pattern_norms = np.linalg.norm(flat_patterns, axis=1)
+        # What an image is compared with: its fine detail, or, against a
+        # trusted reference, its difference from the trusted class mean.
+        if reference is None:
+            offsets = None
+        else:
+            ref_x, ref_y = reference
+            ref_labels = self.removal._class_indices(np.asarray(ref_x), ref_y)
+            ref_flat = np.asarray(ref_x, np.float64).reshape(len(ref_labels), -1)
+            sums = np.zeros((self.num_classes, ref_flat.shape[1]))
+            np.add.at(sums, ref_labels, ref_flat)
+            offsets = sums / np.maximum(np.bincount(ref_labels, minlength=self.num_classes), 1)[:, None]
         scores = np.zeros(len(x))
         for start in range(0, len(x), _BATCH):
-            images = tf.cast(tf.convert_to_tensor(x[start : start + _BATCH]), tf.float32)
-            residuals = self.removal._residual(self.removal._as_nhwc(images)).numpy()
-            residuals = residuals.reshape(len(residuals), -1)
             batch_labels = labels[start : start + _BATCH]
+            if offsets is None:
+                images = tf.cast(tf.convert_to_tensor(x[start : start + _BATCH]), tf.float32)
+                residuals = self.removal._residual(self.removal._as_nhwc(images)).numpy()
+                residuals = residuals.reshape(len(residuals), -1)
+            else:
+                residuals = x[start : start + _BATCH].reshape(len(batch_labels), -1) - offsets[batch_labels]
             dots = np.einsum("nd,nd->n", residuals, flat_patterns[batch_labels])
             norms = np.linalg.norm(residuals, axis=1) * pattern_norms[batch_labels]
             scores[start : start + _BATCH] = np.where(norms > 0, dots / np.maximum(norms, 1e-30), 0.0)

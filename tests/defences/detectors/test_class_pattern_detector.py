@@ -53,3 +53,23 @@ def test_labels_out_of_range_are_rejected(smooth_images):
     x, y = smooth_images
     with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
         ClassPatternDetector(3).detect(x, y)
+
+
+def test_aligned_digits_need_a_trusted_reference():
+    from keras_poison import datasets
+
+    (x, y), _ = datasets.load("mnist5k")
+    x = x.astype("float32") / 255.0
+    clean, trusted = slice(0, 3000), slice(3000, 4000)
+    # Most of a digit is black background, where half the pattern is clipped
+    # away; a larger budget than on photographs is needed to stand out.
+    x_p, _, mask = ClassPatternNoise(10, epsilon=48 / 255, seed=0).poison(x[clean], y[clean])
+    # Alone, the sharp class means of aligned digits look like patterns...
+    assert len(ClassPatternDetector(10).detect(x[clean], y[clean]).details["flagged_classes"]) > 5
+    # ... against trusted digits, clean classes pass and patterned ones stand out.
+    reference = (x[trusted], y[trusted])
+    assert ClassPatternDetector(10).detect(x[clean], y[clean], reference=reference).flagged.sum() == 0
+    detector = ClassPatternDetector(10)
+    metrics = detector.detect(x_p, y[clean], reference=reference).evaluate(mask)
+    assert len(detector.flagged_classes) >= 5
+    assert metrics.precision == 1.0 and metrics.recall > 0.4
