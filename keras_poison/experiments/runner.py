@@ -310,6 +310,11 @@ def _check_param_value(key, value):
                 f"Expected `alphas` to be a non-empty list of fractions in (0, 1]. "
                 f"Received: alphas={value!r}"
             )
+    if key == "policy" and value not in scenario_registry.SANITIZE_POLICIES:
+        raise ExperimentError(
+            f"Expected `policy` in {scenario_registry.SANITIZE_POLICIES}. "
+            f"Received: policy={value!r}"
+        )
     if key == "monitor" and not isinstance(value, str):
         raise ExperimentError(f"Expected `monitor` to be a str. Received: monitor={value!r}")
 

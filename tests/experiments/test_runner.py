@@ -158,3 +158,21 @@ def test_parameter_names_have_one_default_each():
     for scenario in experiments.SCENARIOS.values():
         for key, value in scenario.params.items():
             assert seen.setdefault(key, value) == value, key
+
+
+@pytest.mark.parametrize("policy", ["consensus", "relabel"])
+def test_sanitized_scenario_scores_its_detection_against_the_flips(tiny_digits, tmp_path, policy):
+    results = experiments.run(
+        ["random_flip_sanitized"], data=tiny_digits, out=str(tmp_path),
+        params={"folds": 2, "policy": policy}, **TINY,
+    )
+    detection = results["cells"]["random_flip_sanitized|0"]["detection"]
+    assert detection["num_poisoned"] == 60
+    # Only flagged labels change, so no more can be restored than were flagged.
+    assert 0 <= detection["labels_restored"] <= detection["num_flagged"] <= 300
+
+
+def test_unknown_sanitize_policy_is_rejected(tiny_digits, tmp_path):
+    with pytest.raises(experiments.ExperimentError, match=r"`policy` in \('consensus', 'relabel'\)"):
+        experiments.run(["random_flip_sanitized"], data=tiny_digits, out=str(tmp_path),
+                        params={"policy": "drop-all"}, **TINY)
