@@ -540,9 +540,22 @@ def _plan(settings):
 
 
 def _run_cells(todo, settings, loaded, results, say, verbose):
+    if settings["out"]:
+        _run_cells_with_cache(todo, settings, loaded, results, say, verbose,
+                              os.path.join(settings["out"], "cache"))
+        return
+    import tempfile
+
+    # Without an output folder nothing is resumed, so the base models need
+    # only live as long as the run.
+    with tempfile.TemporaryDirectory(prefix="keras-poison-run-") as folder:
+        _run_cells_with_cache(todo, settings, loaded, results, say, verbose,
+                              os.path.join(folder, "cache"))
+
+
+def _run_cells_with_cache(todo, settings, loaded, results, say, verbose, cache_dir):
     shared = {}
     current_seed = None
-    cache_dir = os.path.join(settings["out"] or _temporary_cache(), "cache")
     for position, (name, seed) in enumerate(todo, 1):
         key = cell_key(name, seed)
         prefix = f"[{position}/{len(todo)}] {name} (seed {seed})"
@@ -597,12 +610,6 @@ def _run_cell(name, seed, context, settings):
         }
     )
     return record
-
-
-def _temporary_cache():
-    import tempfile
-
-    return tempfile.mkdtemp(prefix="keras-poison-run-")
 
 
 def _headline(cell):
