@@ -30,6 +30,12 @@ _REDUCTIONS = ("ica", "pca")
 class ActivationClusteringDetector(FeatureSpaceDetector):
     """Splits each class's activations in two and flags the small cluster.
 
+    It finds one foreign cluster per class: poison from one source (a
+    backdoor, flips from one class into another). Random label flips bring
+    examples of every other class into each class, and it misses most of
+    them (docs/benchmarks.md §7); use `LabelIssueDetector` or `KNNDetector`
+    for those.
+
     Score of an example: `1 - relative size of its cluster`, plus half its
     normalized margin `(d_other - d_own) / (d_other + d_own)` between the
     two cluster centres. Members of small, well-separated clusters rank
