@@ -50,6 +50,7 @@ def build_parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="Keras fit verbosity")
     add_run_parser(commands)
+    add_merge_parser(commands)
     add_manifest_parser(commands)
     return parser
 
@@ -81,7 +82,12 @@ def add_run_parser(commands):
         help="vgg_like, lenet5 or vgg9 (default: lenet5 for mnist/mnist5k, else vgg_like)",
     )
     run.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
-    run.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..K-1 (default 1)")
+    run.add_argument(
+        "--seeds",
+        default="1",
+        help="K for seeds 0..K-1, or a comma-separated list of seeds: 1,2 (one seed: 2,) "
+        "(default 1)",
+    )
     run.add_argument("--out", default=None, help="output folder (created if needed)")
     run.add_argument("--batch-size", type=int, default=64)
     run.add_argument("--learning-rate", type=float, default=1e-3)
@@ -95,6 +101,21 @@ def add_run_parser(commands):
     )
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2], help="Keras fit verbosity")
+
+
+def add_merge_parser(commands):
+    merge = commands.add_parser(
+        "merge",
+        help="merge runs made in parallel (split by seed or scenario) into one table",
+        description=(
+            "Merges the results.json of several `keras-poison run` folders of the same "
+            "settings into --out (with any results.json already there) and writes "
+            "table.md and the plots. Exit status 2 on bad input."
+        ),
+    )
+    merge.add_argument("sources", nargs="+", metavar="RUN_DIR", help="folders written by run")
+    merge.add_argument("--out", required=True, help="output folder (created if needed)")
+    merge.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
 
 
 def add_manifest_parser(commands):
@@ -132,6 +153,8 @@ def main(argv=None):
         run_demo(args)
     elif args.command == "run":
         return run_experiments(args)
+    elif args.command == "merge":
+        return merge_runs(args)
     elif args.command == "manifest":
         return run_manifest(args)
     return 0
@@ -170,7 +193,7 @@ def run_experiments(args):
             data=args.data,
             model=args.model,
             epochs=args.epochs,
-            seeds=args.seeds,
+            seeds=runner.parse_seeds(args.seeds),
             out=args.out,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
@@ -180,6 +203,19 @@ def run_experiments(args):
         )
     except experiments.ExperimentError as error:
         print(f"keras-poison run: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def merge_runs(args):
+    """Runs `keras-poison merge`; returns the exit status (2 on bad input)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_poison import experiments
+
+    try:
+        experiments.merge(args.sources, out=args.out, plots=not args.no_plots)
+    except experiments.ExperimentError as error:
+        print(f"keras-poison merge: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -17,8 +17,12 @@ results = experiments.run(
 )
 print(results["summary"]["targeted_flip"]["accuracy"])
 ```
+
+`merge(folders, out=...)` combines runs made in parallel (one process per
+seed or per group of scenarios) into one `results.json`, table and plots.
 """
 
+from keras_poison.experiments.merge import merge
 from keras_poison.experiments.runner import ExperimentError
 from keras_poison.experiments.runner import run
 from keras_poison.experiments.runner import summarize
@@ -26,4 +30,6 @@ from keras_poison.experiments.scenarios import SCENARIOS
 from keras_poison.experiments.scenarios import Scenario
 from keras_poison.experiments.scenarios import list_scenarios
 
-__all__ = ["ExperimentError", "SCENARIOS", "Scenario", "list_scenarios", "run", "summarize"]
+__all__ = [
+    "ExperimentError", "SCENARIOS", "Scenario", "list_scenarios", "merge", "run", "summarize",
+]

@@ -129,8 +129,8 @@ def run(
     _run_cells(todo, settings, loaded, results, say, verbose)
     results["summary"] = summarize(results)
     if settings["out"]:
-        results["files"] = _write_outputs(results, settings["out"], plots, say)
-        _save(results, settings["out"])
+        results["files"] = write_outputs(results, settings["out"], plots, say)
+        save(results, settings["out"])
     return results
 
 
@@ -171,7 +171,7 @@ def validate(scenarios, dataset, data, model, epochs, seeds, out, batch_size, le
         "model": model,
         "epochs": int(epochs),
         "seeds": _seed_list(seeds),
-        "out": _check_out(out),
+        "out": check_out(out),
         "batch_size": int(batch_size),
         "learning_rate": float(learning_rate),
         "params": _check_params(params, names),
@@ -246,7 +246,7 @@ def _check_data_path(data):
     return path
 
 
-def _check_out(out):
+def check_out(out):
     """Creates the folder and writes a probe file, so a bad `out` fails now."""
     if out is None:
         return None
@@ -482,7 +482,7 @@ def _start_results(settings, loaded):
                 f"none. Received: {path} ({error}); move it away or choose another out"
             ) from error
         _check_resumable(results, settings)
-    now = _utc_now()
+    now = utc_now()
     if results is None:
         results = {"format": FORMAT_VERSION, "cells": {}, "invocations": [], "created_utc": now}
     results["config"] = {
@@ -586,14 +586,14 @@ def _run_cells_with_cache(todo, settings, loaded, results, say, verbose, cache_d
         say(f"{prefix}: {_headline(results['cells'][key])}")
         if settings["out"]:
             results["summary"] = summarize(results)
-            _save(results, settings["out"])
+            save(results, settings["out"])
             _write_table(results, settings["out"])
 
 
 def _run_cell(name, seed, context, settings):
     scenario = scenario_registry.SCENARIOS[name]
     params = _cell_params(settings, name)
-    started = _utc_now()
+    started = utc_now()
     start = time.perf_counter()
     record = scenario.function(context, params)
     record = _clean_json(record)
@@ -668,7 +668,7 @@ def mean_std(values):
     return {"mean": float(np.mean(values)), "std": std, "n": int(len(values))}
 
 
-def _save(results, out):
+def save(results, out):
     """Writes results.json atomically: a temporary file, then `os.replace`."""
     path = os.path.join(out, RESULTS_FILE)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -686,7 +686,7 @@ def _write_table(results, out):
     os.replace(tmp, os.path.join(out, TABLE_FILE))
 
 
-def _write_outputs(results, out, plots, say):
+def write_outputs(results, out, plots, say):
     _write_table(results, out)
     files = [TABLE_FILE, RESULTS_FILE]
     if plots:
@@ -715,12 +715,29 @@ def _clean_json(value):
     return value
 
 
-def _utc_now():
+def utc_now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 # ----------------------------------------------------------------------
 # Command-line parameters.
+
+
+def parse_seeds(text):
+    """`--seeds` from the command line: `"3"` → 3 (seeds 0, 1, 2), `"1,2"` → `[1, 2]`."""
+    text = str(text)
+    parts = [part.strip() for part in text.split(",")]
+    if "," in text:
+        parts = [part for part in parts if part]  # "2," names seed 2
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise ExperimentError(
+            "Expected `--seeds` to be a number of seeds K (seeds 0..K-1) or a "
+            f"comma-separated list of seeds such as 1,2. Received: --seeds {text}"
+        ) from None
+    # One number is a count; a list (even of one, "2,") names the seeds.
+    return numbers if "," in text else numbers[0]
 
 
 def parse_params(items):
