@@ -78,6 +78,9 @@ DEFENCES = {
     "removal_aug": ("pattern removal + augmentation", "removal + `ImageAugmentation()`"),
     "mixup": ("mixup α=0.4", "`keras.layers.MixUp(alpha=0.4)` on one-hot training batches (Zhang et al. 2018)"),
     "aug_mixup": ("augmentation + mixup", "`ImageAugmentation()` + `keras.layers.MixUp(alpha=0.4)`"),
+    "shift": ("augmentation + shifts", "`ImageAugmentation(translation=0.125)`: the seed's three plus random shifts of up to 4 pixels"),
+    "shift_gce": ("augmentation + shifts + GCE", "`ImageAugmentation(translation=0.125)` + GCE q=0.7"),
+    "shift_sce": ("augmentation + shifts + SCE", "`ImageAugmentation(translation=0.125)` + SCE α=0.1 β=1"),
     "centre": ("colour centering", "`ColourCentering()` layer (train and test)"),
     "removal_centre": ("pattern removal + colour centering", "`ClassPatternRemoval(10)` + `ColourCentering()`"),
 }
@@ -184,7 +187,10 @@ def build_and_compile(defence, seed, input_shape):
         # Mixed one-hot targets: plain cross-entropy on soft labels.
         "mixup": lambda: kp.LabelSmoothingCrossentropy(label_smoothing=0.0),
     }
-    loss_name = {"aug_gce": "gce", "aug_sce": "sce", "aug_mixup": "mixup"}.get(
+    loss_name = {
+        "aug_gce": "gce", "aug_sce": "sce", "aug_mixup": "mixup",
+        "shift_gce": "gce", "shift_sce": "sce",
+    }.get(
         defence, defence
     )
     loss = losses.get(loss_name, losses["none"])()
@@ -199,6 +205,8 @@ def build_and_compile(defence, seed, input_shape):
         callbacks = recipe.callbacks
     elif defence in ("aug", "aug_gce", "aug_sce", "removal_aug", "aug_mixup"):
         front.append(kp.ImageAugmentation(seed=seed))
+    elif defence in ("shift", "shift_gce", "shift_sce"):
+        front.append(kp.ImageAugmentation(translation=0.125, seed=seed))
     elif defence in ("centre", "removal_centre"):
         front.append(kp.ColourCentering())
     elif defence == "grayscale":

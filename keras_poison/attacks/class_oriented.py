@@ -433,7 +433,11 @@ class SupplanterPoison(ClassOrientedPoison):
         model: the trained `keras.Model` to craft against.
         supplanter: int, the supplanter class `y_s`.
         epsilon: float > 0, step size ε in image units (the paper: 0.3
-            for images in [0, 1]). Defaults to `0.3`.
+            for images in [0, 1]). On our CIFAR subset and MNIST 5k runs
+            (docs/benchmarks.md §4) 0.3 altered the images so much that the
+            poisons acted as an availability attack; 0.03 steered
+            predictions to the supplanter far more than label flipping.
+            Defaults to `0.3`.
         steps: int >= 1, T, the maximum number of steps after the initial
             one. Defaults to `10`.
         lam: float >= 0, λ, the weight of the supplanter term. Defaults to
@@ -537,12 +541,33 @@ class VictimPoison(ClassOrientedPoison):
         victim: int, the victim class `C_v`.
         poison_label: int, `y_p`, the label the victim's poisons get; not
             the victim.
-        epsilon, steps, lam, objective, clip_values, count, keep_clean,
-        from_logits, logits_layer, batch_size, seed, verbose: as for
-            `SupplanterPoison`.
+        epsilon: float > 0, step size ε in image units (the paper: 0.3
+            for images in [0, 1]; see `SupplanterPoison` for what we
+            measured). Defaults to `0.3`.
+        steps: int >= 1, T, the further steps after the initial one (for
+            victim seeds, the most; the others take all of them).
+            Defaults to `10`.
+        lam: float >= 0, λ, the weight of the target term. Defaults to
+            `1.0` (the paper's setting).
+        objective: `"two_logit"` (eq. 14) or `"all_logits"` (eq. 11).
+            Defaults to `"two_logit"`.
+        clip_values: `(low, high)` valid image range, or `None` for
+            `(0, 255)` with integer images and `(0, 1)` otherwise.
+            Defaults to `None`.
         rate: float in (0, 1], the fraction α of the data set replaced by
             poisons. `None` means `0.5` (the paper's Table 3) unless
             `count` is given. Defaults to `None`.
+        count: int >= 1 or `None`, a number of poisons instead of `rate`.
+            Defaults to `None`.
+        keep_clean: bool, whether the untouched examples stay in the
+            poisoned stream. Defaults to `True`.
+        from_logits: `None` (detect), `True` or `False`; see
+            `logit_function`. Defaults to `None`.
+        logits_layer: name of the layer giving the logits, if they cannot
+            be found automatically. Defaults to `None`.
+        batch_size: int, images per crafting batch. Defaults to `128`.
+        seed: int, keys which examples are chosen as seeds. Defaults to `0`.
+        verbose: 0 silent, 1 a progress bar while crafting. Defaults to `0`.
 
     Example:
 

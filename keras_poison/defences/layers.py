@@ -21,6 +21,11 @@ class ImageAugmentation(keras.layers.Layer):
     is the identity at inference (`training=False`) and runs inside the model
     on whatever device trains it.
 
+    `translation` adds random shifts (Keras' `RandomTranslation`, edges
+    reflected) after those three: the usual CIFAR augmentation of pad-and-crop
+    by a few pixels, which the seed did not use. It is off by default, so the
+    default layer is the seed's.
+
     Args:
         brightness: float in [0, 1], the largest brightness shift as a
             fraction of the value range (`RandomBrightness(factor)`).
@@ -29,6 +34,9 @@ class ImageAugmentation(keras.layers.Layer):
             (`RandomContrast(factor)`). `0` turns it off. Defaults to `0.1`.
         horizontal_flip: bool, whether to flip left-right at random.
             Defaults to `True`.
+        translation: float in [0, 1), the largest shift as a fraction of
+            the height and of the width (`0.125` is 4 pixels of a 32x32
+            image). `0` turns it off. Defaults to `0`.
         value_range: `(low, high)` of the input images; outputs are clipped
             to it. Defaults to `(0, 1)` (the library's models take images
             scaled to [0, 1]); pass `(0, 255)` for unscaled images.
@@ -54,6 +62,7 @@ class ImageAugmentation(keras.layers.Layer):
         horizontal_flip=True,
         value_range=(0, 1),
         seed=None,
+        translation=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,14 +74,17 @@ class ImageAugmentation(keras.layers.Layer):
                 f"Received: horizontal_flip={horizontal_flip!r}"
             )
         self.horizontal_flip = horizontal_flip
+        self.translation = validate_number(
+            "translation", translation, low=0.0, high=1.0, high_open=True
+        )
         if value_range is None:
             raise TypeError(
                 "Expected `value_range` to be a pair (low, high). Received: value_range=None"
             )
         self.value_range = validate_value_range("value_range", value_range)
         self.seed = seed
-        # Distinct seeds so the three draws are not correlated.
-        seeds = [None if seed is None else seed + offset for offset in range(3)]
+        # Distinct seeds so the draws are not correlated.
+        seeds = [None if seed is None else seed + offset for offset in range(4)]
         self._steps = []
         if self.brightness > 0:
             self._steps.append(
@@ -88,6 +100,12 @@ class ImageAugmentation(keras.layers.Layer):
             )
         if self.horizontal_flip:
             self._steps.append(keras.layers.RandomFlip("horizontal", seed=seeds[2]))
+        if self.translation > 0:
+            self._steps.append(
+                keras.layers.RandomTranslation(
+                    self.translation, self.translation, fill_mode="reflect", seed=seeds[3]
+                )
+            )
 
     def build(self, input_shape):
         for step in self._steps:
@@ -110,6 +128,7 @@ class ImageAugmentation(keras.layers.Layer):
                 "brightness": self.brightness,
                 "contrast": self.contrast,
                 "horizontal_flip": self.horizontal_flip,
+                "translation": self.translation,
                 "value_range": list(self.value_range),
                 "seed": self.seed,
             }

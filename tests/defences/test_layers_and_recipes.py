@@ -49,6 +49,21 @@ def test_flip_only_augmentation_mirrors_images_left_right():
     assert not np.array_equal(out, IMAGES)  # some flipped
 
 
+def test_translation_only_shifts_content_and_is_identity_at_inference():
+    # A bright square on black: a shift moves it, keeps its size, and the
+    # mean brightness barely changes (edges are reflected, not zero-filled).
+    images = np.zeros((8, 32, 32, 1), "float32")
+    images[:, 12:20, 12:20] = 1.0
+    layer = ImageAugmentation(brightness=0.0, contrast=0.0, horizontal_flip=False,
+                              translation=0.125, seed=0)
+    np.testing.assert_array_equal(as_numpy(layer(images, training=False)), images)
+    out = as_numpy(layer(images, training=True))
+    centres = [np.argwhere(image[..., 0] > 0.5).mean(axis=0) for image in out]
+    moved = [np.abs(centre - 15.5).max() for centre in centres]
+    assert max(moved) > 0.5 and max(moved) <= 4.5  # at most 4 pixels, 0.125 of 32
+    assert np.all(np.abs(out.sum(axis=(1, 2, 3)) - 64) < 8)
+
+
 def test_augmentation_with_everything_off_is_identity_in_training():
     layer = ImageAugmentation(brightness=0.0, contrast=0.0, horizontal_flip=False)
     np.testing.assert_array_equal(as_numpy(layer(IMAGES, training=True)), IMAGES)
@@ -57,7 +72,7 @@ def test_augmentation_with_everything_off_is_identity_in_training():
 def test_model_with_augmentation_saves_and_loads_without_custom_objects(tmp_path):
     model = keras.Sequential([
         keras.Input((8, 8, 3)),
-        ImageAugmentation(brightness=0.2, contrast=0.3, seed=1),
+        ImageAugmentation(brightness=0.2, contrast=0.3, translation=0.1, seed=1),
         keras.layers.Flatten(),
         keras.layers.Dense(3, activation="softmax"),
     ])
@@ -81,6 +96,8 @@ def test_augmentation_config_round_trip():
 @pytest.mark.parametrize("kwargs,name", [
     ({"brightness": 1.5}, "brightness"),
     ({"contrast": -0.1}, "contrast"),
+    ({"translation": 1.0}, "translation"),
+    ({"translation": -0.1}, "translation"),
     ({"value_range": (1, 0)}, "value_range"),
 ])
 def test_augmentation_bad_arguments_are_rejected(kwargs, name):
