@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from keras_poison.experiments import scenarios as scenario_registry
+from keras_poison.experiments import tables
 
 PLOT_DIR = "plots"
 _DPI = 110
@@ -97,23 +98,14 @@ def _grouped(results, family, key, first=None):
     model's accuracy as epoch 0).
     """
     grouped = {}
-    for name, scenario in scenario_registry.SCENARIOS.items():
-        if scenario.family != family:
-            continue
-        for cell in results["cells"].values():
-            if cell["scenario"] != name:
-                continue
-            subs = (
-                [(f"{name} α={a}", s) for a, s in cell["alphas"].items()]
-                if "alphas" in cell
-                else [(name, cell)]
-            )
-            for label, record in subs:
-                curve = record.get("history", {}).get(key)
-                if curve and first is not None:
-                    curve = [record.get(first)] + curve
-                if curve:
-                    grouped.setdefault(label, []).append([np.nan if v is None else v for v in curve])
+    for (name, variant), records in tables.by_scenario(results, family).items():
+        label = f"{name} {variant}".strip()
+        for record in records:
+            curve = record.get("history", {}).get(key)
+            if curve and first is not None:
+                curve = [record.get(first)] + curve
+            if curve:
+                grouped.setdefault(label, []).append([np.nan if v is None else v for v in curve])
     return grouped
 
 

@@ -6,6 +6,7 @@ Figures are means over seeds; with more than one seed each is followed by
 
 import numpy as np
 
+from keras_poison.experiments import runner
 from keras_poison.experiments import scenarios as scenario_registry
 
 # Seed report 000 (full CIFAR-10, 50,000 training images), validation
@@ -57,8 +58,12 @@ def _header(results):
     ]
 
 
-def _by_scenario(results, family):
-    """`{row: [records over seeds]}` in registry order, for one family."""
+def by_scenario(results, family):
+    """`{(scenario, variant): [records over seeds]}` in registry order, for one family.
+
+    `variant` is `"α=<alpha>"` for each α of a set attack, else `""`; each
+    record carries its cell's `seed`.
+    """
     rows = {}
     for name, scenario in scenario_registry.SCENARIOS.items():
         if scenario.family != family:
@@ -66,12 +71,7 @@ def _by_scenario(results, family):
         for cell in results["cells"].values():
             if cell["scenario"] != name:
                 continue
-            variants = (
-                [(f"α={a}", sub) for a, sub in cell["alphas"].items()]
-                if "alphas" in cell
-                else [("", cell)]
-            )
-            for variant, record in variants:
+            for variant, record in runner.variants(cell):
                 rows.setdefault((name, variant), []).append(dict(record, seed=cell["seed"]))
     return rows
 
@@ -96,7 +96,7 @@ def fmt(values, percent=True, signed=False, digits=1):
 
 
 def _seed000_table(results):
-    rows = _by_scenario(results, scenario_registry.SEED000)
+    rows = by_scenario(results, scenario_registry.SEED000)
     if not rows:
         return []
     baseline = _values(rows.get(("baseline", ""), []), "accuracy")
@@ -157,7 +157,7 @@ def _num(value):
 
 
 def _class_oriented_tables(results):
-    rows = _by_scenario(results, scenario_registry.CLASS_ORIENTED)
+    rows = by_scenario(results, scenario_registry.CLASS_ORIENTED)
     if not rows:
         return []
     # One base model per seed, shared by every row of that seed.
