@@ -9,7 +9,8 @@ stores the record it returns. Two families:
   split: `baseline`, `random_flip`, `targeted_flip`, `class_pattern`, the
   seed's own defence `class_pattern_defended`, and this library's defence
   against each attack (`random_flip_sanitized`, `targeted_flip_gce`,
-  `class_pattern_removal`).
+  `class_pattern_removal`), with `random_flip_oracle_drop` as the ceiling
+  of sanitizing by dropping.
 * `class_oriented`: the class-oriented poisoning paper (seed 003, §5). A
   clean *base* model is trained once per seed, then a copy of it is
   fine-tuned on poisoned data and compared with the base model's
@@ -306,14 +307,18 @@ def run_seed000(context, params, attack="none", defence="none"):
     * `"removal"`: `ClassPatternRemoval` fitted on the poisoned training set
       and applied to it, with a `ColourCentering` layer in front of the
       model.
+    * `"oracle_drop"`: the examples the attack changed are dropped, read
+      from its ground-truth mask. No detector can do better by dropping, so
+      this is the ceiling of every drop-based sanitizer (the fewer, clean
+      examples are all that is left to learn from).
 
     Args:
         context: the `CellContext`.
         params: the scenario's parameters.
         attack: `"none"`, `"random_flip"`, `"targeted_flip"` or
             `"class_pattern"`. Defaults to `"none"`.
-        defence: `"none"`, `"seed"`, `"sanitize"`, `"gce"` or `"removal"`.
-            Defaults to `"none"`.
+        defence: `"none"`, `"seed"`, `"sanitize"`, `"gce"`, `"removal"` or
+            `"oracle_drop"`. Defaults to `"none"`.
 
     Returns:
         The cell's record (see `train_and_score`, plus the attack summary
@@ -340,6 +345,9 @@ def run_seed000(context, params, attack="none", defence="none"):
         x, _ = removal.remove(x, y)
         front = (kp.ColourCentering(),)
         extra = {"removal_signal_to_noise": removal.signal_to_noise.tolist()}
+    elif defence == "oracle_drop":
+        x, y = x[~mask], y[~mask]
+        extra = {"examples_kept": int(len(y))}
     record = train_and_score(context, x, y, front, loss, callbacks)
     record.update(summary)
     record.update(extra)
@@ -813,6 +821,10 @@ def _entries():
                  "random_flip, then LabelIssueDetector (K-fold) and KNNDetector; "
                  "Sanitize(action='relabel') where they agree, then retrain",
                  seed, _seed000("random_flip", "sanitize"), dict(SANITIZE_PARAMS)),
+        Scenario("random_flip_oracle_drop",
+                 "random_flip with exactly the flipped examples dropped (the attack's own "
+                 "mask): the ceiling of any drop-based sanitizer",
+                 seed, _seed000("random_flip", "oracle_drop"), {"rate": 0.2}),
         Scenario("targeted_flip_gce",
                  "targeted_flip against a noise-robust loss (GeneralizedCrossEntropy q=0.7)",
                  seed, _seed000("targeted_flip", "gce"), dict(GCE_PARAMS), ("baseline",)),

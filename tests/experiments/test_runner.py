@@ -145,7 +145,7 @@ def test_list_scenarios_covers_both_seed_papers():
     names = [name for name, _ in experiments.list_scenarios()]
     for name in ("baseline", "random_flip", "targeted_flip", "class_pattern",
                  "class_pattern_defended", "random_flip_sanitized", "targeted_flip_gce",
-                 "class_pattern_removal", "coeg_single", "coeg_single_fl", "coeg_set",
+                 "class_pattern_removal", "random_flip_oracle_drop", "coeg_single", "coeg_single_fl", "coeg_set",
                  "coeg_set_fl", "coes", "coes_fl1", "coes_fl2"):
         assert name in names
     assert all(description for _, description in experiments.list_scenarios())
@@ -176,3 +176,14 @@ def test_unknown_sanitize_policy_is_rejected(tiny_digits, tmp_path):
     with pytest.raises(experiments.ExperimentError, match=r"`policy` in \('consensus', 'relabel'\)"):
         experiments.run(["random_flip_sanitized"], data=tiny_digits, out=str(tmp_path),
                         params={"policy": "drop-all"}, **TINY)
+
+
+def test_oracle_drop_trains_on_exactly_the_unflipped_examples(tiny_digits, tmp_path):
+    results = experiments.run(
+        ["random_flip_oracle_drop"], data=tiny_digits, out=str(tmp_path), **TINY
+    )
+    cell = results["cells"]["random_flip_oracle_drop|0"]
+    # 300 training digits, 20% flipped: the 60 flipped ones are dropped.
+    assert cell["poisoned_count"] == 60
+    assert cell["examples_kept"] == 240
+    assert 0.0 <= cell["accuracy"] <= 1.0
