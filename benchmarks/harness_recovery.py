@@ -47,16 +47,29 @@ def _number(value):
     return "—" if np.isnan(value) else f"{value:.1f}"
 
 
+def recoveries(table, name, which):
+    """Per-seed recoveries of scenario `name`; `which` 0 = final, 1 = last-5."""
+    attacked = ATTACKED.get(name)
+    if attacked is None or "baseline" not in table or attacked not in table:
+        return []
+    result = []
+    for seed, values in sorted(table[name].items()):
+        if np.isnan(values[which]) or seed not in table["baseline"] or seed not in table[attacked]:
+            continue
+        clean, hit = table["baseline"][seed][which], table[attacked][seed][which]
+        result.append((values[which] - hit) / (clean - hit))
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", help="a results.json written by keras-poison run")
     args = parser.parse_args(argv)
     cells = json.load(open(args.results))["cells"]
     table = {}
-    for key, cell in cells.items():
-        if cell.get("family") != "seed000":
-            continue
-        table.setdefault(cell["scenario"], {})[cell["seed"]] = accuracies(cell)
+    for cell in cells.values():
+        if cell.get("family") == "seed000":
+            table.setdefault(cell["scenario"], {})[cell["seed"]] = accuracies(cell)
 
     print("| scenario | seeds | final epoch % (per seed) | mean % | last-5 mean % (per seed) "
           "| mean % | recovery, final (per seed; mean) | recovery, last-5 (per seed; mean) |")
@@ -68,21 +81,10 @@ def main(argv=None):
         row = [name, ",".join(map(str, seeds)),
                " / ".join(f"{v:.1f}" for v in final), f"{np.mean(final):.1f}",
                " / ".join(_number(v) for v in tail), _number(np.mean(tail))]
-        attacked = ATTACKED.get(name)
         for which in (0, 1):
-            if attacked is None or "baseline" not in table or attacked not in table:
-                row.append("—")
-                continue
-            per_seed = []
-            for s in seeds:
-                if np.isnan(by_seed[s][which]):
-                    continue
-                if s in table["baseline"] and s in table[attacked]:
-                    clean = table["baseline"][s][which]
-                    hit = table[attacked][s][which]
-                    per_seed.append((by_seed[s][which] - hit) / (clean - hit))
-            row.append(" / ".join(f"{r:.2f}" for r in per_seed)
-                       + f"; **{np.mean(per_seed):.2f}**" if per_seed else "—")
+            per_seed = recoveries(table, name, which)
+            row.append(" / ".join(f"{r:.2f}" for r in per_seed) + f"; **{np.mean(per_seed):.2f}**"
+                       if per_seed else "—")
         print("| " + " | ".join(row) + " |")
 
 

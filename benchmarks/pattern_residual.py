@@ -21,10 +21,14 @@ import argparse
 import numpy as np
 
 import keras_poison as kp
+from keras_poison.experiments.scenarios import PATTERN_PARAMS
+
+# The colour centering the removal is paired with, applied as the model sees it.
+centre_colour = kp.ColourCentering()
 
 
 def centre(images):
-    return images - images.mean(axis=(1, 2), keepdims=True)
+    return np.asarray(centre_colour(images))
 
 
 def wiener_patterns(x, y, num_classes):
@@ -61,7 +65,7 @@ def main(argv=None):
     print("| seed | poisoned | ClassPatternRemoval | Wiener filter |")
     print("|---|---|---|---|")
     for seed in map(int, args.seeds.split(",")):
-        attack = kp.ClassPatternNoise(num_classes=k, epsilon=16 / 255, bias_ratio=0.5, seed=seed)
+        attack = kp.ClassPatternNoise(num_classes=k, seed=seed, **PATTERN_PARAMS)
         x_poisoned, _, _ = attack.poison(x, y)
         removal = kp.ClassPatternRemoval(num_classes=k).fit(x_poisoned, y)
         x_removed, _ = removal.remove(x_poisoned, y)

@@ -145,8 +145,8 @@ def test_list_scenarios_covers_both_seed_papers():
     names = [name for name, _ in experiments.list_scenarios()]
     for name in ("baseline", "random_flip", "targeted_flip", "class_pattern",
                  "class_pattern_defended", "random_flip_sanitized", "targeted_flip_gce",
-                 "class_pattern_removal", "random_flip_oracle_drop", "coeg_single", "coeg_single_fl", "coeg_set",
-                 "coeg_set_fl", "coes", "coes_fl1", "coes_fl2"):
+                 "class_pattern_removal", "random_flip_oracle_drop", "coeg_single",
+                 "coeg_single_fl", "coeg_set", "coeg_set_fl", "coes", "coes_fl1", "coes_fl2"):
         assert name in names
     assert all(description for _, description in experiments.list_scenarios())
 
