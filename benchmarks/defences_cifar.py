@@ -83,6 +83,10 @@ DEFENCES = {
     "shift_sce": ("augmentation + shifts + SCE", "`ImageAugmentation(translation=0.125)` + SCE α=0.1 β=1"),
     "centre": ("colour centering", "`ColourCentering()` layer (train and test)"),
     "removal_centre": ("pattern removal + colour centering", "`ClassPatternRemoval(10)` + `ColourCentering()`"),
+    "removal_centre_aug": (
+        "pattern removal + colour centering + augmentation",
+        "`ClassPatternRemoval(10)` + `ImageAugmentation()` + `ColourCentering()`",
+    ),
 }
 
 
@@ -209,6 +213,9 @@ def build_and_compile(defence, seed, input_shape):
         front.append(kp.ImageAugmentation(translation=0.125, seed=seed))
     elif defence in ("centre", "removal_centre"):
         front.append(kp.ColourCentering())
+    elif defence == "removal_centre_aug":
+        # Centering last, so the model sees centred images at test time too.
+        front += [kp.ImageAugmentation(seed=seed), kp.ColourCentering()]
     elif defence == "grayscale":
         front.append(keras.layers.RandomGrayscale(factor=0.5, seed=seed))
     elif defence == "jpeg":
@@ -245,7 +252,7 @@ def run_cell(attack, defence, seed, data, report, args):
     keras.utils.set_random_seed(seed)
     x_p, y_p, mask, attack_config = attacked_data(attack, seed, x_train, y_train, report, args)
     extra = {}
-    if defence in ("removal", "removal_aug", "removal_centre"):
+    if defence in ("removal", "removal_aug", "removal_centre", "removal_centre_aug"):
         removal = kp.ClassPatternRemoval(num_classes=NUM_CLASSES).fit(x_p, y_p)
         x_p, _ = removal.remove(x_p, y_p)
         extra["removal_weights"] = removal.weights.tolist()

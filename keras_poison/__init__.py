@@ -31,12 +31,16 @@ from keras_poison.defences import GeneralizedCrossEntropy
 from keras_poison.defences import ImageAugmentation
 from keras_poison.defences import KNNDetector
 from keras_poison.defences import LabelIssueDetector
+from keras_poison.defences import AUMDetector
+from keras_poison.defences import MarginRecorder
 from keras_poison.defences import LabelSmoothingCrossentropy
 from keras_poison.defences import ManifestDiff
 from keras_poison.defences import PoisonMonitor
 from keras_poison.defences import RestoredWeightsCheck
 from keras_poison.defences import Sanitize
 from keras_poison.defences import SeedDefences
+from keras_poison.defences import ClassPatternDefences
+from keras_poison.defences import class_pattern_defences
 from keras_poison.defences import SpectralSignatureDetector
 from keras_poison.defences import SymmetricCrossEntropy
 from keras_poison.defences import seed_defences

@@ -7,6 +7,8 @@ from keras_poison.defences.detectors import DetectionMetrics
 from keras_poison.defences.detectors import DetectionReport
 from keras_poison.defences.detectors import KNNDetector
 from keras_poison.defences.detectors import LabelIssueDetector
+from keras_poison.defences.detectors import AUMDetector
+from keras_poison.defences.detectors import MarginRecorder
 from keras_poison.defences.detectors import SpectralSignatureDetector
 from keras_poison.defences.detectors import plot_confusion_matrix
 from keras_poison.defences.detectors import plot_suspicious
@@ -25,5 +27,7 @@ from keras_poison.defences.losses import label_smoothing_crossentropy
 from keras_poison.defences.losses import symmetric_cross_entropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
 from keras_poison.defences.recipes import SeedDefences
+from keras_poison.defences.recipes import ClassPatternDefences
+from keras_poison.defences.recipes import class_pattern_defences
 from keras_poison.defences.recipes import seed_defences
 from keras_poison.defences.sanitize import Sanitize

@@ -1,4 +1,4 @@
-"""The seed report's defence recipe as one call."""
+"""Defence recipes, one call each: the seed report's three, and what beat them."""
 
 import collections
 
@@ -7,12 +7,15 @@ import keras
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_value_range
 from keras_poison.defences.callbacks import RestoredWeightsCheck
+from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
 from keras_poison.defences.losses import LabelSmoothingCrossentropy
+from keras_poison.defences.pattern_removal import ClassPatternRemoval
 
 SeedDefences = collections.namedtuple(
     "SeedDefences", ["augmentation", "loss", "callbacks"]
 )
+ClassPatternDefences = collections.namedtuple("ClassPatternDefences", ["removal", "layers"])
 
 
 def seed_defences(
@@ -85,3 +88,56 @@ def seed_defences(
     return SeedDefences(
         augmentation, loss, [early_stopping, RestoredWeightsCheck(early_stopping)]
     )
+
+
+def class_pattern_defences(num_classes, value_range=(0, 1), horizontal_flip=True, seed=None):
+    """The defence against class-wise clean-label patterns that met issue 4's goal.
+
+    Three parts, each removing what the others leave (docs/benchmarks.md §5):
+
+    * `removal`, a `ClassPatternRemoval`: fit it on the training set and
+      apply it to the training data (`removal.remove(x, y)`, or
+      `dataset.apply(removal)`); it subtracts the fine-grained part of each
+      class's shared pattern;
+    * `layers[0]`, the seed's `ImageAugmentation` (brightness, contrast,
+      horizontal flip): a flipped image no longer carries the pattern's
+      pixels where they were, so what removal leaves is half as consistent;
+    * `layers[1]`, `ColourCentering`: removes each image's mean colour, so a
+      class's constant colour bias, which removal cannot tell from the
+      class's natural colour, is gone in training and at inference.
+
+    Put `layers` in front of the model, in order. How much of the attack's
+    cost this recovers on the CIFAR-10 subset is in docs/benchmarks.md §5.
+
+    Args:
+        num_classes: int >= 2, the number of classes.
+        value_range: `(low, high)` of the input images. Defaults to `(0, 1)`.
+        horizontal_flip: bool, whether the augmentation flips images.
+            Defaults to `True`.
+        seed: int or `None`, seeds the augmentation. Defaults to `None`.
+
+    Returns:
+        A `ClassPatternDefences(removal, layers)` named tuple; `removal`
+        is not fitted yet.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).uniform(size=(40, 8, 8, 3)).astype("float32")
+    >>> y = np.arange(40) % 2
+    >>> defences = class_pattern_defences(num_classes=2, seed=0)
+    >>> x_clean, _ = defences.removal.fit(x, y).remove(x, y)
+    >>> model = keras.Sequential(
+    ...     [keras.Input((8, 8, 3)), *defences.layers,
+    ...      keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile("adam", "sparse_categorical_crossentropy")
+    >>> _ = model.fit(x_clean, y, epochs=1, verbose=0)
+    >>> [type(layer).__name__ for layer in defences.layers]
+    ['ImageAugmentation', 'ColourCentering']
+    """
+    value_range = validate_value_range("value_range", value_range)
+    removal = ClassPatternRemoval(num_classes=num_classes, value_range=value_range)
+    augmentation = ImageAugmentation(
+        horizontal_flip=bool(horizontal_flip), value_range=value_range, seed=seed
+    )
+    # Centering last, so training and test images reach the model centred alike.
+    return ClassPatternDefences(removal, [augmentation, ColourCentering()])

@@ -27,6 +27,7 @@ from keras_poison.defences.detectors import class_pattern as class_pattern_detec
 from keras_poison.defences.detectors import inspection
 from keras_poison.defences.detectors import knn
 from keras_poison.defences.detectors import label_issues
+from keras_poison.defences.detectors import margins
 from keras_poison.defences.detectors import report
 from keras_poison.defences.detectors import spectral
 
@@ -34,7 +35,7 @@ MODULES = [
     label_flip, class_pattern, class_oriented, poison_set, callbacks,
     layers, losses, defence_callbacks, pattern_removal, recipes,
     report, spectral, activation_clustering, knn, label_issues,
-    class_pattern_detector, sanitize, inspection, integrity,
+    class_pattern_detector, sanitize, inspection, integrity, margins,
 ]
 
 

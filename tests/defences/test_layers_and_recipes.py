@@ -237,3 +237,53 @@ def test_seed_defences_can_leave_out_the_horizontal_flip_for_digits():
 
     assert seed_defences().augmentation.horizontal_flip
     assert not seed_defences(horizontal_flip=False).augmentation.horizontal_flip
+
+
+def test_class_pattern_defences_remove_a_pattern_and_its_colour_bias():
+    from keras_poison import ClassPatternNoise
+    from keras_poison import class_pattern_defences
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.2, 0.8, size=(600, 8, 8, 3)).astype("float32")
+    y = np.arange(600) % 2
+    x_poisoned, _, _ = ClassPatternNoise(num_classes=2, epsilon=0.1, seed=0).poison(x, y)
+    defences = class_pattern_defences(num_classes=2, seed=0)
+    x_cleaned, _ = defences.removal.fit(x_poisoned, y).remove(x_poisoned, y)
+    augmentation, centering = defences.layers
+
+    def seen_by_the_model(images):
+        # What reaches the model at inference: augmentation is identity there.
+        return as_numpy(centering(augmentation(images, training=False)))
+
+    both = np.abs(seen_by_the_model(x_cleaned) - seen_by_the_model(x)).mean()
+    removal_only = np.abs(x_cleaned - x).mean()
+    centering_only = np.abs(seen_by_the_model(x_poisoned) - seen_by_the_model(x)).mean()
+    # Each part removes what the other leaves: removal the fine pattern,
+    # centering the constant colour bias.
+    assert both < 0.8 * min(removal_only, centering_only)
+
+
+def test_model_with_class_pattern_defence_layers_saves_and_loads(tmp_path):
+    from keras_poison import ColourCentering
+    from keras_poison import class_pattern_defences
+
+    defences = class_pattern_defences(num_classes=3, value_range=(0, 255), horizontal_flip=False)
+    assert not defences.layers[0].horizontal_flip
+    assert defences.removal.value_range == (0.0, 255.0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), *defences.layers, keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert [type(layer) for layer in loaded.layers[:2]] == [ImageAugmentation, ColourCentering]
+    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0),
+                               atol=1e-6)
+
+
+def test_class_pattern_defences_reject_bad_arguments():
+    from keras_poison import class_pattern_defences
+
+    with pytest.raises(ValueError, match="num_classes"):
+        class_pattern_defences(num_classes=1)
+    with pytest.raises(ValueError, match="value_range"):
+        class_pattern_defences(num_classes=2, value_range=(1, 0))

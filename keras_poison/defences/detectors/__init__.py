@@ -8,6 +8,8 @@ from keras_poison.defences.detectors.inspection import plot_confusion_matrix
 from keras_poison.defences.detectors.inspection import plot_suspicious
 from keras_poison.defences.detectors.knn import KNNDetector
 from keras_poison.defences.detectors.label_issues import LabelIssueDetector
+from keras_poison.defences.detectors.margins import AUMDetector
+from keras_poison.defences.detectors.margins import MarginRecorder
 from keras_poison.defences.detectors.report import DetectionMetrics
 from keras_poison.defences.detectors.report import DetectionReport
 from keras_poison.defences.detectors.report import consensus

@@ -1,0 +1,272 @@
+"""Area under the margin vs deep k-NN on the CIFAR subset, and sanitize + retrain.
+
+For each seed, in one process, on the real CIFAR-10 subset (4,660 training
+images), with the protocol of `defences_cifar.py` (`vgg_like()`, Adam 1e-3,
+batch 64, 30 epochs):
+
+1. train on the clean split: the clean accuracy, the confusion matrix the
+   targeted flip is built from, and each detector's false alarms;
+2. for each label attack (`RandomFlip(0.2)`, `TargetedFlip.from_confusion_matrix
+   (cm, 0.2)`), train on the attacked split with a `MarginRecorder` in the
+   `fit` call; score `AUMDetector` (mixture split, and AUM < 0) and
+   `KNNDetector(k=50)` on the same model against the attack's mask;
+3. with `--retrain`, sanitize the attacked split with the AUM report and
+   train a fresh model from the same initial weights; recovery =
+   (sanitized − attacked) / (clean − attacked), all three from this run.
+   Policies: `drop` (drop what AUM flags), `relabel` (relabel it with the
+   class the model favoured over the epochs), `oracle_drop` (drop exactly the
+   attack's mask: the ceiling of any drop).
+
+Usage (from the repository root; cells are saved as they finish and skipped
+when already in `--out`):
+
+    PYTHONPATH=. python benchmarks/aum_cifar.py --seeds 0,1,2 --retrain drop,relabel
+    PYTHONPATH=. python benchmarks/aum_cifar.py --report-only --merge other.json
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import sys
+import time
+
+import numpy as np
+
+from _machine import machine_info  # benchmarks/ is on sys.path when a script runs
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10_subset.npz"))
+DEFAULT_OUT = os.path.join("benchmarks", "results", "aum_cifar.json")
+NUM_CLASSES = 10
+RATE = 0.2
+ATTACKS = ("random_flip", "targeted_flip")
+POLICIES = ("drop", "relabel", "oracle_drop")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 .npz file")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--attacks", default=",".join(ATTACKS))
+    parser.add_argument("--retrain", default="", help=f"comma-separated policies of {POLICIES}")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--merge", default="", help="comma-separated JSON files to add to --out")
+    args = parser.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.attacks = [a for a in args.attacks.split(",") if a]
+    args.retrain = [p for p in args.retrain.split(",") if p]
+    for name, values, allowed in (("attacks", args.attacks, ATTACKS), ("retrain", args.retrain, POLICIES)):
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            parser.error(f"unknown --{name} {unknown}; choose from {allowed}")
+    return args
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def load_report(path):
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return {"cells": {}, "commands": []}
+
+
+def save_report(path, report):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def train(x, y, data, seed, args, callbacks=()):
+    """A fresh `vgg_like()` trained on `(x, y)`; returns (model, record)."""
+    import keras
+
+    from keras_poison import metrics, models
+
+    (x_test, y_test) = data[1]
+    keras.utils.set_random_seed(seed)
+    model = models.vgg_like(input_shape=x.shape[1:], num_classes=NUM_CLASSES, seed=seed)
+    start = time.perf_counter()
+    history = model.fit(
+        x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
+        validation_data=(x_test, y_test), callbacks=list(callbacks), verbose=2,
+    )
+    seconds = time.perf_counter() - start
+    predicted = np.argmax(model.predict(x_test, batch_size=256, verbose=0), axis=-1)
+    curve = [float(v) for v in history.history["val_accuracy"]]
+    return model, {
+        "test_accuracy": metrics.accuracy(y_test, predicted),
+        "test_accuracy_last5": float(np.mean(curve[-5:])),
+        "val_accuracy": curve,
+        "train_accuracy": float(history.history["accuracy"][-1]),
+        "confusion_matrix": metrics.confusion_matrix(y_test, predicted, num_classes=NUM_CLASSES).tolist(),
+        "train_seconds": seconds,
+    }
+
+
+def scored(report, mask):
+    metrics = report.evaluate(mask).as_dict()
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+
+
+def detect_cell(x, y, mask, data, seed, args):
+    """Train with a MarginRecorder; score AUM and k-NN on that model."""
+    import keras_poison as kp
+
+    recorder = kp.MarginRecorder(x, y)
+    model, record = train(x, y, data, seed, args, callbacks=[recorder])
+    detections = {}
+    start = time.perf_counter()
+    aum = recorder.detector_report(seed=seed)
+    detections["aum_gmm"] = dict(scored(aum, mask), seconds=time.perf_counter() - start,
+                                 gmm_cut=aum.details.get("gmm_cut"))
+    zero = aum.with_flagged(-aum.scores < 0.0)
+    detections["aum_below_0"] = scored(zero, mask)
+    start = time.perf_counter()
+    knn = kp.KNNDetector(model, k=50).detect(x, y)
+    detections["knn"] = dict(scored(knn, mask), seconds=time.perf_counter() - start)
+    flagged_poisoned = aum.flagged & mask
+    record["detections"] = detections
+    record["aum_relabel_accuracy_on_flagged_poisoned"] = (
+        float(np.mean(aum.suggested_labels[flagged_poisoned] == data[0][1][flagged_poisoned]))
+        if flagged_poisoned.any() else None
+    )
+    record["aum_recorded_epochs"] = len(recorder.margins)
+    # Kept so a later run can sanitize with this very report without retraining.
+    record["aum"] = [round(float(v), 4) for v in recorder.area_under_margin]
+    record["aum_suggested_labels"] = recorder.suggested_labels.tolist()
+    return record, aum
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = load_report(args.out)
+    for other_path in filter(None, args.merge.split(",")):
+        other = load_report(other_path)
+        report["cells"].update(other["cells"])
+        report["commands"] += [c for c in other["commands"] if c not in report["commands"]]
+    if not args.report_only:
+        import keras
+        import tensorflow as tf
+
+        import keras_poison as kp
+        from keras_poison import datasets
+
+        (x_train, y_train), (x_test, y_test) = datasets.load("cifar10", path=args.data)
+        data = ((x_train.astype("float32") / 255.0, y_train), (x_test.astype("float32") / 255.0, y_test))
+        x, y = data[0]
+        report["commands"].append(" ".join(shlex.quote(a) for a in ["python"] + sys.argv))
+        info = machine_info()
+        report["meta"] = {
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cpu_model": info.get("cpu_model"), "nproc": info.get("nproc"),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "epochs": args.epochs,
+        }
+
+        def run(key, make):
+            if key in report["cells"]:
+                log(f"skip {key} (already measured)")
+                return report["cells"][key]
+            log(f"\n=== {key} ===")
+            report["cells"][key] = make()
+            save_report(args.out, report)
+            return report["cells"][key]
+
+        for seed in args.seeds:
+            clean_mask = np.zeros(len(y), bool)
+            clean = run(f"clean|{seed}", lambda: detect_cell(x, y, clean_mask, data, seed, args)[0])
+            for attack in args.attacks:
+                if attack == "random_flip":
+                    poison = kp.RandomFlip(rate=RATE, num_classes=NUM_CLASSES, seed=seed)
+                else:
+                    cm = np.asarray(clean["confusion_matrix"])
+                    poison = kp.TargetedFlip.from_confusion_matrix(cm, rate=RATE, seed=seed)
+                _, y_p, mask = poison.poison(x, y)
+                reports = {}
+
+                def attacked():
+                    record, reports["aum"] = detect_cell(x, y_p, mask, data, seed, args)
+                    return record
+
+                run(f"{attack}|{seed}", attacked)
+                for policy in args.retrain:
+                    key = f"{attack}|{policy}|{seed}"
+                    if key in report["cells"]:
+                        log(f"skip {key} (already measured)")
+                        continue
+                    if "aum" not in reports:
+                        # The attacked cell came from an earlier run: rebuild its report.
+                        cell = report["cells"][f"{attack}|{seed}"]
+                        reports["aum"] = kp.AUMDetector(seed=seed).detect(
+                            None, y_p, aum=np.asarray(cell["aum"]),
+                            suggested_labels=np.asarray(cell["aum_suggested_labels"]),
+                        )
+
+                    def retrained(policy=policy):
+                        if policy == "oracle_drop":
+                            xs, ys = x[~mask], y_p[~mask]
+                        else:
+                            action = "drop" if policy == "drop" else "relabel"
+                            xs, ys = kp.Sanitize(reports["aum"], action=action).apply(x, y_p)
+                        _, record = train(xs, ys, data, seed, args)
+                        record["examples_kept"] = int(len(ys))
+                        record["labels_correct"] = (
+                            None if policy == "drop" or policy == "oracle_drop"
+                            else float(np.mean(ys == y))
+                        )
+                        return record
+
+                    run(key, retrained)
+        save_report(args.out, report)
+    markdown = summary(report)
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+        f.write(markdown)
+    print(markdown)
+
+
+def summary(report):
+    """Detection and retraining tables from the cells of `report`."""
+    cells = report["cells"]
+    lines = ["# AUM vs deep k-NN on the CIFAR subset", "", "Commands:", ""]
+    lines += [f"    {c}" for c in report["commands"]] + [""]
+    lines += ["| cell | test acc % | detector | flagged | precision | recall | F1 | AUROC |",
+              "|---|---|---|---|---|---|---|---|"]
+    for key, cell in sorted(cells.items()):
+        for name, d in cell.get("detections", {}).items():
+            lines.append(
+                f"| {key.replace('|', ' · ')} | {100 * cell['test_accuracy']:.1f} | {name} | {d['num_flagged']} | "
+                + " | ".join("—" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1", "auroc"))
+                + " |"
+            )
+    lines += ["", "| attack | policy | seed | clean % | attacked % | sanitized % | recovery | "
+              "recovery (last-5 means) | kept | labels correct |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, cell in sorted(cells.items()):
+        parts = key.split("|")
+        if len(parts) != 3:
+            continue
+        attack, policy, seed = parts
+        clean, hit = cells.get(f"clean|{seed}"), cells.get(f"{attack}|{seed}")
+        if clean is None or hit is None:
+            continue
+        figures = []
+        for field in ("test_accuracy", "test_accuracy_last5"):
+            gap = clean[field] - hit[field]
+            figures.append(f"{(cell[field] - hit[field]) / gap:.2f}" if gap else "—")
+        correct = cell.get("labels_correct")
+        lines.append(
+            f"| {attack} | {policy} | {seed} | {100 * clean['test_accuracy']:.1f} | "
+            f"{100 * hit['test_accuracy']:.1f} | {100 * cell['test_accuracy']:.1f} | {figures[0]} | "
+            f"{figures[1]} | {cell['examples_kept']} | {'—' if correct is None else f'{100 * correct:.1f}%'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
