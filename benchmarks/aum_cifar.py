@@ -15,7 +15,9 @@ batch 64, 30 epochs):
    (sanitized − attacked) / (clean − attacked), all three from this run.
    Policies: `drop` (drop what AUM flags), `relabel` (relabel it with the
    class the model favoured over the epochs), `oracle_drop` (drop exactly the
-   attack's mask: the ceiling of any drop).
+   attack's mask: the ceiling of any drop). A policy may add `+aug_gce`: the
+   retrained model then also has `ImageAugmentation()` in front and is
+   trained with `GeneralizedCrossEntropy(q=0.7)`.
 
 Usage (from the repository root; cells are saved as they finish and skipped
 when already in `--out`):
@@ -42,7 +44,8 @@ DEFAULT_OUT = os.path.join("benchmarks", "results", "aum_cifar.json")
 NUM_CLASSES = 10
 RATE = 0.2
 ATTACKS = ("random_flip", "targeted_flip")
-POLICIES = ("drop", "relabel", "oracle_drop")
+SANITIZERS = ("drop", "relabel", "oracle_drop")
+TRAINING_DEFENCES = ("aug_gce",)
 
 
 def parse_args(argv=None):
@@ -50,7 +53,10 @@ def parse_args(argv=None):
     parser.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 .npz file")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--attacks", default=",".join(ATTACKS))
-    parser.add_argument("--retrain", default="", help=f"comma-separated policies of {POLICIES}")
+    parser.add_argument(
+        "--retrain", default="",
+        help=f"comma-separated policies: one of {SANITIZERS}, optionally +{'/+'.join(TRAINING_DEFENCES)}",
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
@@ -60,7 +66,8 @@ def parse_args(argv=None):
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.attacks = [a for a in args.attacks.split(",") if a]
     args.retrain = [p for p in args.retrain.split(",") if p]
-    for name, values, allowed in (("attacks", args.attacks, ATTACKS), ("retrain", args.retrain, POLICIES)):
+    policies = SANITIZERS + tuple(f"{s}+{d}" for s in SANITIZERS for d in TRAINING_DEFENCES)
+    for name, values, allowed in (("attacks", args.attacks, ATTACKS), ("retrain", args.retrain, policies)):
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             parser.error(f"unknown --{name} {unknown}; choose from {allowed}")
@@ -84,15 +91,33 @@ def save_report(path, report):
         json.dump(report, f, indent=1)
 
 
-def train(x, y, data, seed, args, callbacks=()):
-    """A fresh `vgg_like()` trained on `(x, y)`; returns (model, record)."""
+def train(x, y, data, seed, args, callbacks=(), defence=None):
+    """A fresh `vgg_like()` trained on `(x, y)`; returns (model, record).
+
+    `defence="aug_gce"` puts `ImageAugmentation()` in front of the model
+    and compiles it with `GeneralizedCrossEntropy(q=0.7)`, as the
+    `aug_gce` cell of `defences_cifar.py`.
+    """
     import keras
 
+    import keras_poison as kp
     from keras_poison import metrics, models
 
     (x_test, y_test) = data[1]
     keras.utils.set_random_seed(seed)
-    model = models.vgg_like(input_shape=x.shape[1:], num_classes=NUM_CLASSES, seed=seed)
+    if defence is None:
+        model = models.vgg_like(input_shape=x.shape[1:], num_classes=NUM_CLASSES, seed=seed)
+    else:
+        base = models.vgg_like(
+            input_shape=x.shape[1:], num_classes=NUM_CLASSES, compile=False, seed=seed
+        )
+        inputs = keras.Input(x.shape[1:])
+        model = keras.Model(inputs, base(kp.ImageAugmentation(seed=seed)(inputs)))
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=kp.GeneralizedCrossEntropy(q=0.7),
+            metrics=["accuracy"],
+        )
     start = time.perf_counter()
     history = model.fit(
         x, y, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
@@ -210,16 +235,15 @@ def main(argv=None):
                         )
 
                     def retrained(policy=policy):
-                        if policy == "oracle_drop":
+                        sanitizer, _, defence = policy.partition("+")
+                        if sanitizer == "oracle_drop":
                             xs, ys = x[~mask], y_p[~mask]
                         else:
-                            action = "drop" if policy == "drop" else "relabel"
-                            xs, ys = kp.Sanitize(reports["aum"], action=action).apply(x, y_p)
-                        _, record = train(xs, ys, data, seed, args)
+                            xs, ys = kp.Sanitize(reports["aum"], action=sanitizer).apply(x, y_p)
+                        _, record = train(xs, ys, data, seed, args, defence=defence or None)
                         record["examples_kept"] = int(len(ys))
                         record["labels_correct"] = (
-                            None if policy == "drop" or policy == "oracle_drop"
-                            else float(np.mean(ys == y))
+                            float(np.mean(ys == y)) if sanitizer == "relabel" else None
                         )
                         return record
 
