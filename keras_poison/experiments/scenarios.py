@@ -307,6 +307,14 @@ def run_seed000(context, params, attack="none", defence="none"):
     * `"removal"`: `ClassPatternRemoval` fitted on the poisoned training set
       and applied to it, with a `ColourCentering` layer in front of the
       model.
+    * `"pattern_recipe"`: `class_pattern_defences()`: the same removal, with
+      `ImageAugmentation` and then `ColourCentering` in front of the model.
+    * `"aug_gce"`: `ImageAugmentation` in front of the model and
+      `GeneralizedCrossEntropy(q=params["q"])`.
+    * `"aum_drop"`: a first model is trained on the poisoned set with a
+      `MarginRecorder`; what its `AUMDetector` report flags is dropped
+      (`Sanitize`), and a fresh model is trained on the rest. The detection
+      is scored against the attack's ground-truth mask.
     * `"oracle_drop"`: the examples the attack changed are dropped, read
       from its ground-truth mask. No detector can do better by dropping, so
       this is the ceiling of every drop-based sanitizer (the fewer, clean
@@ -317,8 +325,9 @@ def run_seed000(context, params, attack="none", defence="none"):
         params: the scenario's parameters.
         attack: `"none"`, `"random_flip"`, `"targeted_flip"` or
             `"class_pattern"`. Defaults to `"none"`.
-        defence: `"none"`, `"seed"`, `"sanitize"`, `"gce"`, `"removal"` or
-            `"oracle_drop"`. Defaults to `"none"`.
+        defence: `"none"`, `"seed"`, `"sanitize"`, `"gce"`, `"removal"`,
+            `"pattern_recipe"`, `"aug_gce"`, `"aum_drop"` or `"oracle_drop"`.
+            Defaults to `"none"`.
 
     Returns:
         The cell's record (see `train_and_score`, plus the attack summary
@@ -345,6 +354,20 @@ def run_seed000(context, params, attack="none", defence="none"):
         x, _ = removal.remove(x, y)
         front = (kp.ColourCentering(),)
         extra = {"removal_signal_to_noise": removal.signal_to_noise.tolist()}
+    elif defence == "pattern_recipe":
+        import keras_poison as kp
+
+        recipe = kp.class_pattern_defences(context.num_classes, seed=context.seed)
+        x, _ = recipe.removal.fit(x, y).remove(x, y)
+        front = tuple(recipe.layers)
+        extra = {"removal_signal_to_noise": recipe.removal.signal_to_noise.tolist()}
+    elif defence == "aug_gce":
+        import keras_poison as kp
+
+        front = (kp.ImageAugmentation(seed=context.seed),)
+        loss = kp.GeneralizedCrossEntropy(q=params["q"])
+    elif defence == "aum_drop":
+        x, y, extra = _aum_drop(context, x, y, mask)
     elif defence == "oracle_drop":
         x, y = x[~mask], y[~mask]
         extra = {"examples_kept": int(len(y))}
@@ -392,6 +415,21 @@ def _sanitize(context, params, x, y, mask):
     detection["seconds"] = time.perf_counter() - start
     detection["labels_restored"] = int(np.sum((y_clean != y) & (y_clean == context.train[1])))
     return y_clean, {"detection": detection}
+
+
+def _aum_drop(context, x, y, mask):
+    """Drops what the area under the margin of a first training run flags."""
+    import keras_poison as kp
+
+    start = time.perf_counter()
+    recorder = kp.MarginRecorder(x, y)
+    train_and_score(context, x, y, callbacks=(recorder,))
+    report = recorder.detector_report(seed=context.seed)
+    x_kept, y_kept = kp.Sanitize(report, action="drop").apply(x, y)
+    detection = report.evaluate(mask).as_dict()
+    detection["seconds"] = time.perf_counter() - start
+    detection["labels_restored"] = 0
+    return x_kept, y_kept, {"detection": detection, "examples_kept": int(len(y_kept))}
 
 
 def _seed000(attack, defence="none"):
@@ -831,6 +869,17 @@ def _entries():
         Scenario("class_pattern_removal",
                  "class_pattern against ClassPatternRemoval + a ColourCentering layer",
                  seed, _seed000("class_pattern", "removal"), dict(PATTERN_PARAMS)),
+        Scenario("class_pattern_recipe",
+                 "class_pattern against class_pattern_defences(): ClassPatternRemoval, "
+                 "then ImageAugmentation and ColourCentering in front of the model",
+                 seed, _seed000("class_pattern", "pattern_recipe"), dict(PATTERN_PARAMS)),
+        Scenario("targeted_flip_aug_gce",
+                 "targeted_flip against ImageAugmentation + GeneralizedCrossEntropy q=0.7",
+                 seed, _seed000("targeted_flip", "aug_gce"), dict(GCE_PARAMS), ("baseline",)),
+        Scenario("random_flip_aum_drop",
+                 "random_flip, then AUMDetector on the margins of a first training run; "
+                 "Sanitize(action='drop') and retrain",
+                 seed, _seed000("random_flip", "aum_drop"), {"rate": 0.2}),
         Scenario("coeg_single",
                  "COEG single instance: fine-tune on one crafted poison (SupplanterPoison "
                  "count=1); CTT over epochs",

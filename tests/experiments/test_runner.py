@@ -145,7 +145,8 @@ def test_list_scenarios_covers_both_seed_papers():
     names = [name for name, _ in experiments.list_scenarios()]
     for name in ("baseline", "random_flip", "targeted_flip", "class_pattern",
                  "class_pattern_defended", "random_flip_sanitized", "targeted_flip_gce",
-                 "class_pattern_removal", "random_flip_oracle_drop", "coeg_single",
+                 "class_pattern_removal", "random_flip_oracle_drop", "class_pattern_recipe",
+                 "targeted_flip_aug_gce", "random_flip_aum_drop", "coeg_single",
                  "coeg_single_fl", "coeg_set", "coeg_set_fl", "coes", "coes_fl1", "coes_fl2"):
         assert name in names
     assert all(description for _, description in experiments.list_scenarios())
@@ -187,3 +188,25 @@ def test_oracle_drop_trains_on_exactly_the_unflipped_examples(tiny_digits, tmp_p
     assert cell["poisoned_count"] == 60
     assert cell["examples_kept"] == 240
     assert 0.0 <= cell["accuracy"] <= 1.0
+
+
+def test_aum_drop_scores_its_detection_and_drops_what_it_flags(tiny_digits, tmp_path):
+    results = experiments.run(
+        ["random_flip_aum_drop"], data=tiny_digits, out=str(tmp_path), **TINY
+    )
+    cell = results["cells"]["random_flip_aum_drop|0"]
+    detection = cell["detection"]
+    assert detection["num_poisoned"] == 60
+    assert cell["examples_kept"] == 300 - detection["num_flagged"]
+
+
+def test_recipe_scenarios_train_with_their_defences(tiny_digits, tmp_path):
+    results = experiments.run(
+        ["class_pattern_recipe", "targeted_flip_aug_gce"], data=tiny_digits, out=str(tmp_path),
+        **TINY,
+    )
+    cells = results["cells"]
+    assert len(cells["class_pattern_recipe|0"]["removal_signal_to_noise"]) == 10
+    # The targeted flip needed the baseline's confusion matrix, so it ran first.
+    assert "baseline|0" in cells
+    assert cells["targeted_flip_aug_gce|0"]["poisoned_count"] == 60
