@@ -28,7 +28,6 @@ when already in `--out`):
 
 import argparse
 import datetime
-import json
 import os
 import shlex
 import sys
@@ -36,7 +35,11 @@ import time
 
 import numpy as np
 
-from _machine import machine_info  # benchmarks/ is on sys.path when a script runs
+# benchmarks/ is on sys.path when a script runs; the results files share one format.
+from _machine import machine_info
+from defences_cifar import load_report
+from defences_cifar import log
+from defences_cifar import save_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.normpath(os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10_subset.npz"))
@@ -72,23 +75,6 @@ def parse_args(argv=None):
         if unknown:
             parser.error(f"unknown --{name} {unknown}; choose from {allowed}")
     return args
-
-
-def log(message):
-    print(message, flush=True)
-
-
-def load_report(path):
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return {"cells": {}, "commands": []}
-
-
-def save_report(path, report):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=1)
 
 
 def train(x, y, data, seed, args, callbacks=(), defence=None):

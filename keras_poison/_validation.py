@@ -55,6 +55,16 @@ def validate_int(name, value, minimum):
     return int(value)
 
 
+def validate_model_builder(build_model):
+    """Returns `build_model` if it is callable or `None`, or raises naming it."""
+    if build_model is not None and not callable(build_model):
+        raise TypeError(
+            "Expected `build_model` to be a function returning a compiled "
+            f"keras.Model, or None. Received: {build_model!r}"
+        )
+    return build_model
+
+
 def validate_num_classes(num_classes, allow_none=False):
     """Returns `num_classes` as an int >= 2 (or None when allowed)."""
     if num_classes is None and allow_none:

@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
+from keras_poison._validation import validate_model_builder
 from keras_poison.defences.detectors.report import DetectionReport
 
 _FILTERS = (
@@ -99,12 +100,7 @@ class LabelIssueDetector:
         fit_kwargs=None,
         verbose=0,
     ):
-        if build_model is not None and not callable(build_model):
-            raise TypeError(
-                "Expected `build_model` to be a function returning a compiled "
-                f"keras.Model, or None. Received: {build_model!r}"
-            )
-        self.build_model = build_model
+        self.build_model = validate_model_builder(build_model)
         self.num_folds = validate_int("num_folds", num_folds, 2)
         self.epochs = validate_int("epochs", epochs, 1)
         self.batch_size = validate_int("batch_size", batch_size, 1)

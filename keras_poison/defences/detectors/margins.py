@@ -39,6 +39,7 @@ from sklearn.mixture import GaussianMixture
 
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
+from keras_poison._validation import validate_model_builder
 from keras_poison._validation import validate_number
 from keras_poison.defences.detectors.report import DetectionReport
 
@@ -225,12 +226,7 @@ class AUMDetector:
         fit_kwargs=None,
         verbose=0,
     ):
-        if build_model is not None and not callable(build_model):
-            raise TypeError(
-                "Expected `build_model` to be a function returning a compiled "
-                f"keras.Model, or None. Received: {build_model!r}"
-            )
-        self.build_model = build_model
+        self.build_model = validate_model_builder(build_model)
         self.epochs = validate_int("epochs", epochs, 1)
         self.batch_size = validate_int("batch_size", batch_size, 1)
         self.start_epoch = validate_int("start_epoch", start_epoch, 0)

@@ -36,26 +36,7 @@ def test_one_hot_labels_give_the_same_report_as_sparse():
     np.testing.assert_array_equal(sparse.flagged, one_hot.flagged)
 
 
-def tiny_digits_model():
-    model = keras.Sequential([
-        keras.Input((8, 8)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    return model
-
-
-@pytest.fixture(scope="module")
-def flipped_digits():
-    (x, y), _ = datasets.load("digits")
-    x = x.astype("float32") / 16.0
-    _, noisy, mask = RandomFlip(0.2, num_classes=10, seed=0).poison(x, y)
-    return x, y, noisy, mask
-
-
-def test_kfold_training_finds_random_flips_on_real_digits(flipped_digits):
+def test_kfold_training_finds_random_flips_on_real_digits(flipped_digits, tiny_digits_model):
     x, _, noisy, mask = flipped_digits
     detector = LabelIssueDetector(tiny_digits_model, num_folds=3, epochs=30, batch_size=64)
     report = detector.detect(x, noisy)
@@ -64,7 +45,7 @@ def test_kfold_training_finds_random_flips_on_real_digits(flipped_digits):
     assert metrics.auroc > 0.95
 
 
-def test_kfold_probabilities_are_out_of_sample_and_normalized(flipped_digits):
+def test_kfold_probabilities_are_out_of_sample_and_normalized(flipped_digits, tiny_digits_model):
     x, _, noisy, _ = flipped_digits
     detector = LabelIssueDetector(tiny_digits_model, num_folds=2, epochs=1)
     probs = detector.out_of_sample_probabilities(x[:200], noisy[:200])
@@ -72,7 +53,7 @@ def test_kfold_probabilities_are_out_of_sample_and_normalized(flipped_digits):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_kfold_is_deterministic_for_a_seed(flipped_digits):
+def test_kfold_is_deterministic_for_a_seed(flipped_digits, tiny_digits_model):
     x, _, noisy, _ = flipped_digits
     detector = LabelIssueDetector(tiny_digits_model, num_folds=2, epochs=2, seed=3)
     first = detector.out_of_sample_probabilities(x[:300], noisy[:300])

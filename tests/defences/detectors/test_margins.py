@@ -6,8 +6,6 @@ import pytest
 
 from keras_poison import AUMDetector
 from keras_poison import MarginRecorder
-from keras_poison import RandomFlip
-from keras_poison import datasets
 from keras_poison.defences.detectors.margins import margins_of
 
 
@@ -31,26 +29,7 @@ def test_a_probability_of_zero_gives_a_finite_margin():
     assert margins[0] < 0 < margins[1]
 
 
-def tiny_digits_model():
-    model = keras.Sequential([
-        keras.Input((8, 8)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    return model
-
-
-@pytest.fixture(scope="module")
-def flipped_digits():
-    (x, y), _ = datasets.load("digits")
-    x = x.astype("float32") / 16.0
-    _, noisy, mask = RandomFlip(0.2, num_classes=10, seed=0).poison(x, y)
-    return x, y, noisy, mask
-
-
-def test_one_training_run_finds_random_flips_on_real_digits(flipped_digits):
+def test_one_training_run_finds_random_flips_on_real_digits(flipped_digits, tiny_digits_model):
     x, y, noisy, mask = flipped_digits
     report = AUMDetector(tiny_digits_model, epochs=15, seed=0).detect(x, noisy)
     metrics = report.evaluate(mask)
@@ -61,7 +40,7 @@ def test_one_training_run_finds_random_flips_on_real_digits(flipped_digits):
     assert np.mean(report.suggested_labels[flagged] == y[flagged]) > 0.8
 
 
-def test_recorder_in_a_users_fit_matches_the_detector(flipped_digits):
+def test_recorder_in_a_users_fit_matches_the_detector(flipped_digits, tiny_digits_model):
     x, _, noisy, mask = flipped_digits
     recorder = MarginRecorder(x, noisy, start_epoch=2)
     keras.utils.set_random_seed(0)
