@@ -26,7 +26,11 @@ Two departures from the paper, both for a Keras user's convenience:
   samples" given a fake extra class, §3) needs a second model with one more
   output. The default here splits the AUM values with a two-component
   Gaussian mixture (scikit-learn), the rule DivideMix (Li et al. 2020) uses
-  on per-example losses; a fixed threshold can be given instead.
+  on per-example losses, and keeps only negative AUMs: on clean data the
+  mixture separates easy from hard examples instead (on the clean CIFAR
+  subset it put 64% of the examples in the lower component), and a negative
+  AUM is what says the model, on average, preferred another class. A fixed
+  threshold can be given instead.
 
 For a model that outputs softmax probabilities the margin is computed on
 log-probabilities, which differ from the logits by one constant per example
@@ -193,8 +197,9 @@ class AUMDetector:
             count. Defaults to `0`.
         threshold: `"gmm"`, or a float: flag examples whose AUM is below
             it. `"gmm"` fits a two-component Gaussian mixture to the AUM
-            values and flags the examples more likely to belong to the
-            component with the lower mean. Defaults to `"gmm"`.
+            values and flags the examples with a negative AUM that are
+            more likely to belong to the component with the lower mean.
+            Defaults to `"gmm"`.
         from_logits: bool, whether the model outputs logits. Defaults to
             `False`.
         seed: int >= 0, seed of the model and of the mixture's fit.
@@ -300,6 +305,7 @@ class AUMDetector:
         details = self.get_config()
         if self.threshold == "gmm":
             flagged, cut = _lower_component(aum, self.seed)
+            flagged &= aum < 0
             details["gmm_cut"] = cut
         else:
             flagged = aum < self.threshold

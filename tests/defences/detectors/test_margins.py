@@ -73,6 +73,16 @@ def test_mixture_splits_two_clusters_and_spares_the_upper_tail():
     assert report.details["gmm_cut"] < 0
 
 
+def test_mixture_flags_no_positive_aum_on_clean_like_data():
+    # Clean data: easy and hard examples, all learnt; the mixture still
+    # splits them, but no example the model ranked first on average is flagged.
+    rng = np.random.default_rng(1)
+    aum = np.concatenate([rng.normal(4, 1, 700), rng.normal(1, 0.8, 300)])
+    report = AUMDetector().detect(None, np.zeros(1000, int), aum=aum)
+    assert report.flagged.sum() > 0  # the few hard examples below 0
+    assert not report.flagged[aum >= 0].any()
+
+
 def test_fixed_threshold_flags_below_it():
     aum = np.array([0.5, -0.1, 0.0, -3.0])
     report = AUMDetector(threshold=0.0).detect(None, np.zeros(4, int), aum=aum)
