@@ -41,6 +41,8 @@ from keras_poison.defences import Sanitize
 from keras_poison.defences import SeedDefences
 from keras_poison.defences import ClassPatternDefences
 from keras_poison.defences import class_pattern_defences
+from keras_poison.defences import LabelFlipDefences
+from keras_poison.defences import label_flip_defences
 from keras_poison.defences import SpectralSignatureDetector
 from keras_poison.defences import SymmetricCrossEntropy
 from keras_poison.defences import seed_defences

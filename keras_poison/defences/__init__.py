@@ -29,5 +29,7 @@ from keras_poison.defences.pattern_removal import ClassPatternRemoval
 from keras_poison.defences.recipes import SeedDefences
 from keras_poison.defences.recipes import ClassPatternDefences
 from keras_poison.defences.recipes import class_pattern_defences
+from keras_poison.defences.recipes import LabelFlipDefences
+from keras_poison.defences.recipes import label_flip_defences
 from keras_poison.defences.recipes import seed_defences
 from keras_poison.defences.sanitize import Sanitize

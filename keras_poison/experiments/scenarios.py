@@ -309,8 +309,8 @@ def run_seed000(context, params, attack="none", defence="none"):
       model.
     * `"pattern_recipe"`: `class_pattern_defences()`: the same removal, with
       `ImageAugmentation` and then `ColourCentering` in front of the model.
-    * `"aug_gce"`: `ImageAugmentation` in front of the model and
-      `GeneralizedCrossEntropy(q=params["q"])`.
+    * `"aug_gce"`: `label_flip_defences(q=params["q"])`: `ImageAugmentation`
+      in front of the model and `GeneralizedCrossEntropy`.
     * `"aum_drop"`: a first model is trained on the poisoned set with a
       `MarginRecorder`; what its `AUMDetector` report flags is dropped
       (`Sanitize`), and a fresh model is trained on the rest. The detection
@@ -364,8 +364,8 @@ def run_seed000(context, params, attack="none", defence="none"):
     elif defence == "aug_gce":
         import keras_poison as kp
 
-        front = (kp.ImageAugmentation(seed=context.seed),)
-        loss = kp.GeneralizedCrossEntropy(q=params["q"])
+        recipe = kp.label_flip_defences(q=params["q"], seed=context.seed)
+        front, loss = (recipe.augmentation,), recipe.loss
     elif defence == "aum_drop":
         x, y, extra = _aum_drop(context, x, y, mask)
     elif defence == "oracle_drop":
@@ -874,7 +874,8 @@ def _entries():
                  "then ImageAugmentation and ColourCentering in front of the model",
                  seed, _seed000("class_pattern", "pattern_recipe"), dict(PATTERN_PARAMS)),
         Scenario("targeted_flip_aug_gce",
-                 "targeted_flip against ImageAugmentation + GeneralizedCrossEntropy q=0.7",
+                 "targeted_flip against label_flip_defences(): ImageAugmentation + "
+                 "GeneralizedCrossEntropy q=0.7",
                  seed, _seed000("targeted_flip", "aug_gce"), dict(GCE_PARAMS), ("baseline",)),
         Scenario("random_flip_aum_drop",
                  "random_flip, then AUMDetector on the margins of a first training run; "

@@ -287,3 +287,32 @@ def test_class_pattern_defences_reject_bad_arguments():
         class_pattern_defences(num_classes=1)
     with pytest.raises(ValueError, match="value_range"):
         class_pattern_defences(num_classes=2, value_range=(1, 0))
+
+
+def test_label_flip_defences_pair_augmentation_with_generalized_cross_entropy(tmp_path):
+    from keras_poison import GeneralizedCrossEntropy
+    from keras_poison import label_flip_defences
+
+    defences = label_flip_defences(q=0.5, seed=0)
+    assert isinstance(defences.augmentation, ImageAugmentation)
+    assert isinstance(defences.loss, GeneralizedCrossEntropy)
+    assert defences.loss.get_config()["q"] == 0.5
+    model = keras.Sequential([keras.Input((8, 8, 3)), defences.augmentation, keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", loss=defences.loss)
+    model.fit(IMAGES, np.arange(16) % 3, epochs=1, verbose=0)
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.loss.get_config()["q"] == 0.5
+    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0),
+                               atol=1e-6)
+
+
+def test_label_flip_defences_reject_bad_arguments():
+    from keras_poison import label_flip_defences
+
+    with pytest.raises(ValueError, match="q"):
+        label_flip_defences(q=0.0)
+    with pytest.raises(ValueError, match="value_range"):
+        label_flip_defences(value_range=(1, 1))
