@@ -198,6 +198,8 @@ def detect_cell(x, y, mask, data, seed, args):
         if flagged_poisoned.any() else None
     )
     record["aum_recorded_epochs"] = len(recorder.margins)
+    # train_seconds includes the recorder's passes; this is their share.
+    record["aum_recording_seconds"] = recorder.seconds
     # Kept so a later run can sanitize with this very report without retraining.
     record["aum"] = [round(float(v), 4) for v in recorder.area_under_margin]
     record["aum_suggested_labels"] = recorder.suggested_labels.tolist()

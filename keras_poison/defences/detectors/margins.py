@@ -37,6 +37,8 @@ log-probabilities, which differ from the logits by one constant per example
 and so give exactly the logit margin.
 """
 
+import time
+
 import keras
 import numpy as np
 from sklearn.mixture import GaussianMixture
@@ -130,10 +132,12 @@ class MarginRecorder(keras.callbacks.Callback):
         """Forgets the margins recorded so far."""
         self.margins = []  # one (n,) float32 array per recorded epoch
         self._output_sum = None
+        self.seconds = 0.0  # spent recording, so its cost can be read beside training time
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_epoch:
             return
+        start = time.perf_counter()
         outputs = np.asarray(self.model.predict(self.x, batch_size=self.batch_size, verbose=0))
         outputs = outputs.reshape(len(self.labels), -1)
         if self.labels.max(initial=0) >= outputs.shape[1]:
@@ -145,6 +149,7 @@ class MarginRecorder(keras.callbacks.Callback):
         # Summed outputs give a suggested label steadier than the last epoch's.
         summed = outputs.astype(np.float64)
         self._output_sum = summed if self._output_sum is None else self._output_sum + summed
+        self.seconds += time.perf_counter() - start
 
     @property
     def area_under_margin(self):

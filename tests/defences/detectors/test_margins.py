@@ -47,6 +47,7 @@ def test_recorder_in_a_users_fit_matches_the_detector(flipped_digits, tiny_digit
     model = tiny_digits_model()
     model.fit(x, noisy, epochs=6, batch_size=64, verbose=0, callbacks=[recorder])
     assert len(recorder.margins) == 4  # epochs 2..5
+    assert recorder.seconds > 0
     mine = recorder.detector_report()
     theirs = AUMDetector(tiny_digits_model, epochs=6, start_epoch=2, seed=0).detect(x, noisy)
     np.testing.assert_allclose(mine.scores, theirs.scores, atol=1e-4)
