@@ -132,11 +132,22 @@ def scored(report, mask):
 
 
 def aum_detections(aum, mask):
-    """The AUM report scored with its own (mixture) flags and with AUM < 0."""
-    return {
+    """The AUM report scored with its own (mixture) flags and with AUM < 0.
+
+    Where the mask has poisoned examples, also the best F1 any threshold on
+    the AUM could reach, the threshold picked with the truth: a bound on
+    every flagging rule for this score, not a rule a user could apply.
+    """
+    detections = {
         "aum_gmm": dict(scored(aum, mask), gmm_cut=aum.details.get("gmm_cut")),
         "aum_below_0": scored(aum.with_flagged(-aum.scores < 0.0), mask),
     }
+    if mask.any():
+        hits = np.cumsum(mask[aum.ranking])
+        f1 = 2 * hits / (np.arange(1, len(mask) + 1) + mask.sum())
+        best = int(np.argmax(f1))
+        detections["aum_best_threshold_f1"] = {"f1": float(f1[best]), "num_flagged": best + 1}
+    return detections
 
 
 def stored_aum_report(cell, labels, seed):
@@ -297,6 +308,10 @@ def summary(report):
               "|---|---|---|---|---|---|---|---|"]
     for key, cell in sorted(cells.items()):
         for name, d in cell.get("detections", {}).items():
+            if name == "aum_best_threshold_f1":
+                lines.append(f"| {key.replace('|', ' · ')} | | AUM, best threshold (picked with the truth) "
+                             f"| {d['num_flagged']} | | | {d['f1']:.2f} | |")
+                continue
             lines.append(
                 f"| {key.replace('|', ' · ')} | {100 * cell['test_accuracy']:.1f} | {name} | {d['num_flagged']} | "
                 + " | ".join("—" if d[m] is None else f"{d[m]:.2f}" for m in ("precision", "recall", "f1", "auroc"))
