@@ -239,6 +239,22 @@ def test_seed_defences_can_leave_out_the_horizontal_flip_for_digits():
     assert not seed_defences(horizontal_flip=False).augmentation.horizontal_flip
 
 
+def small_model(*front_layers):
+    """A tiny classifier of `IMAGES` with `front_layers` in front."""
+    return keras.Sequential([keras.Input((8, 8, 3)), *front_layers, keras.layers.Flatten(),
+                             keras.layers.Dense(3, activation="softmax")])
+
+
+def saved_and_loaded(model, tmp_path):
+    """`model` through a `.keras` file, checked to predict the same."""
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0),
+                               atol=1e-6)
+    return loaded
+
+
 def test_class_pattern_defences_remove_a_pattern_and_its_colour_bias():
     from keras_poison import ClassPatternNoise
     from keras_poison import class_pattern_defences
@@ -270,14 +286,9 @@ def test_model_with_class_pattern_defence_layers_saves_and_loads(tmp_path):
     defences = class_pattern_defences(num_classes=3, value_range=(0, 255), horizontal_flip=False)
     assert not defences.layers[0].horizontal_flip
     assert defences.removal.value_range == (0.0, 255.0)
-    model = keras.Sequential([keras.Input((8, 8, 3)), *defences.layers, keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
-    path = os.path.join(tmp_path, "model.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
+    model = small_model(*defences.layers)
+    loaded = saved_and_loaded(model, tmp_path)
     assert [type(layer) for layer in loaded.layers[:2]] == [ImageAugmentation, ColourCentering]
-    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0),
-                               atol=1e-6)
 
 
 def test_class_pattern_defences_reject_bad_arguments():
@@ -297,16 +308,11 @@ def test_label_flip_defences_pair_augmentation_with_generalized_cross_entropy(tm
     assert isinstance(defences.augmentation, ImageAugmentation)
     assert isinstance(defences.loss, GeneralizedCrossEntropy)
     assert defences.loss.get_config()["q"] == 0.5
-    model = keras.Sequential([keras.Input((8, 8, 3)), defences.augmentation, keras.layers.Flatten(),
-                              keras.layers.Dense(3, activation="softmax")])
+    model = small_model(defences.augmentation)
     model.compile("adam", loss=defences.loss)
     model.fit(IMAGES, np.arange(16) % 3, epochs=1, verbose=0)
-    path = os.path.join(tmp_path, "model.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
+    loaded = saved_and_loaded(model, tmp_path)
     assert loaded.loss.get_config()["q"] == 0.5
-    np.testing.assert_allclose(loaded.predict(IMAGES, verbose=0), model.predict(IMAGES, verbose=0),
-                               atol=1e-6)
 
 
 def test_label_flip_defences_reject_bad_arguments():
