@@ -61,6 +61,11 @@ def parse_args(argv=None):
         help=f"comma-separated policies: one of {SANITIZERS}, optionally +{'/+'.join(TRAINING_DEFENCES)}",
     )
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument(
+        "--detect-defence", default="", choices=("",) + TRAINING_DEFENCES,
+        help="train the attacked model the detectors read with this defence "
+        "(cells '<attack>@<defence>|<seed>'; no retraining)",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
     parser.add_argument("--report-only", action="store_true")
@@ -179,6 +184,7 @@ def rescore(report, y):
     """Scores every stored AUM again with the current `AUMDetector` rule."""
     for key, cell in report["cells"].items():
         attack, *rest = key.split("|")
+        attack = attack.split("@")[0]
         if len(rest) != 1 or "aum" not in cell:
             continue
         seed = int(rest[0])
@@ -189,12 +195,12 @@ def rescore(report, y):
         cell["rescored"] = True
 
 
-def detect_cell(x, y, mask, data, seed, args):
+def detect_cell(x, y, mask, data, seed, args, defence=None):
     """Train with a MarginRecorder; score AUM and k-NN on that model."""
     import keras_poison as kp
 
     recorder = kp.MarginRecorder(x, y)
-    model, record = train(x, y, data, seed, args, callbacks=[recorder])
+    model, record = train(x, y, data, seed, args, callbacks=[recorder], defence=defence)
     start = time.perf_counter()
     aum = recorder.detector_report(seed=seed)
     detections = aum_detections(aum, mask)
@@ -257,6 +263,11 @@ def main(argv=None):
             for attack in args.attacks:
                 y_p, mask = attacked_labels(attack, seed, x, y, clean)
                 reports = {}
+
+                if args.detect_defence:
+                    run(f"{attack}@{args.detect_defence}|{seed}", lambda: detect_cell(
+                        x, y_p, mask, data, seed, args, defence=args.detect_defence)[0])
+                    continue
 
                 def attacked():
                     record, reports["aum"] = detect_cell(x, y_p, mask, data, seed, args)

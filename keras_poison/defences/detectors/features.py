@@ -41,6 +41,14 @@ def feature_extractor(model, layer=None):
             "features yourself and pass `features=` to `detect`."
         )
     if layer is None:
+        nested = _nested_last_model(model)
+        if nested is not None:
+            # The model wraps another (e.g. defence layers in front of a base
+            # model): read the inner model's penultimate features, fed from
+            # the outer graph so the front layers still run.
+            inner = feature_extractor(nested)
+            outer_input = nested._inbound_nodes[-1].input_tensors[0]
+            return keras.Model(inputs, inner(outer_input), name=f"{model.name}_features")
         features = _penultimate_output(model)
     else:
         features = _resolve_layer(model, layer).output
@@ -52,6 +60,17 @@ def extract_features(model, x, layer=None, batch_size=256):
     extractor = feature_extractor(model, layer)
     features = extractor.predict(x, batch_size=batch_size, verbose=0)
     return np.asarray(features, np.float32).reshape(len(features), -1)
+
+
+def _nested_last_model(model):
+    """The last weighted layer when it is itself a model called once on one input."""
+    weighted = [layer for layer in model.layers if layer.weights]
+    last = weighted[-1] if weighted else None
+    if not isinstance(last, keras.Model) or len(last._inbound_nodes) != 1:
+        return None
+    if len(last._inbound_nodes[-1].input_tensors) != 1:
+        return None
+    return last
 
 
 def _penultimate_output(model):

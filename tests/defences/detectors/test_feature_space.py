@@ -100,6 +100,28 @@ def test_detectors_read_the_penultimate_layer_of_a_functional_model():
     assert report.num_examples == 30
 
 
+@pytest.mark.parametrize("wrap", ["functional", "sequential"])
+def test_detectors_read_the_inner_penultimate_layer_of_a_wrapped_base_model(wrap):
+    # The README's pattern: defence layers in front of a user's base model.
+    import keras_poison
+
+    base = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                             keras.layers.Dense(5, name="hidden"),
+                             keras.layers.Dense(3, activation="softmax")])
+    centering = keras_poison.ColourCentering()
+    if wrap == "functional":
+        inputs = keras.Input((8, 8, 3))
+        model = keras.Model(inputs, base(centering(inputs)))
+    else:
+        model = keras.Sequential([keras.Input((8, 8, 3)), centering, base])
+    x = np.random.default_rng(0).uniform(size=(30, 8, 8, 3)).astype("float32")
+    features = feature_extractor(model).predict(x, verbose=0)
+    # The front layer runs first: the inner features of the centred images.
+    expected = feature_extractor(base).predict(keras.ops.convert_to_numpy(centering(x)), verbose=0)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
+    assert KNNDetector(model, k=3).detect(x, np.arange(30) % 3).num_examples == 30
+
+
 def test_detectors_read_a_named_layer_of_a_sequential_model():
     model = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(7, name="wide"), keras.layers.Dense(3, name="narrow"),
