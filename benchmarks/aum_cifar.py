@@ -37,7 +37,7 @@ import numpy as np
 
 # benchmarks/ is on sys.path when a script runs; the results files share one format.
 from _machine import machine_info
-from defences_cifar import load_report
+from defences_cifar import load_merged
 from defences_cifar import log
 from defences_cifar import save_report
 
@@ -225,11 +225,7 @@ def detect_cell(x, y, mask, data, seed, args, defence=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    report = load_report(args.out)
-    for other_path in filter(None, args.merge.split(",")):
-        other = load_report(other_path)
-        report["cells"].update(other["cells"])
-        report["commands"] += [c for c in other["commands"] if c not in report["commands"]]
+    report = load_merged(args.out, args.merge)
     if not args.report_only:
         import keras
         import tensorflow as tf
@@ -275,19 +271,17 @@ def main(argv=None):
 
                 run(f"{attack}|{seed}", attacked)
                 for policy in args.retrain:
-                    key = f"{attack}|{policy}|{seed}"
-                    if key in report["cells"]:
-                        log(f"skip {key} (already measured)")
-                        continue
-                    if "aum" not in reports:
-                        # The attacked cell came from an earlier run: rebuild its report.
-                        reports["aum"] = stored_aum_report(report["cells"][f"{attack}|{seed}"], y_p, seed)
 
                     def retrained(policy=policy):
                         sanitizer, _, defence = policy.partition("+")
                         if sanitizer == "oracle_drop":
                             xs, ys = x[~mask], y_p[~mask]
                         else:
+                            if "aum" not in reports:
+                                # The attacked cell came from an earlier run: rebuild its report.
+                                reports["aum"] = stored_aum_report(
+                                    report["cells"][f"{attack}|{seed}"], y_p, seed
+                                )
                             xs, ys = kp.Sanitize(reports["aum"], action=sanitizer).apply(x, y_p)
                         _, record = train(xs, ys, data, seed, args, defence=defence or None)
                         record["examples_kept"] = int(len(ys))
@@ -296,7 +290,7 @@ def main(argv=None):
                         )
                         return record
 
-                    run(key, retrained)
+                    run(f"{attack}|{policy}|{seed}", retrained)
         save_report(args.out, report)
     if args.rescore:
         from keras_poison import datasets

@@ -508,13 +508,19 @@ def write_markdown(path, report):
         f.write("\n".join(lines))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    report = load_report(args.out)
-    for other_path in filter(None, args.merge.split(",")):
+def load_merged(path, merge):
+    """The report at `path` with the cells and commands of the comma-separated `merge` files."""
+    report = load_report(path)
+    for other_path in filter(None, merge.split(",")):
         other = load_report(other_path)
         report["cells"].update(other["cells"])
         report["commands"] += [c for c in other["commands"] if c not in report["commands"]]
+    return report
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    report = load_merged(args.out, args.merge)
     if not args.report_only:
         import keras
         import tensorflow as tf

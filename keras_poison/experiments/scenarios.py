@@ -347,19 +347,13 @@ def run_seed000(context, params, attack="none", defence="none"):
         loss = kp.GeneralizedCrossEntropy(q=params["q"])
     elif defence == "sanitize":
         y, extra = _sanitize(context, params, x, y, mask)
-    elif defence == "removal":
-        import keras_poison as kp
-
-        removal = kp.ClassPatternRemoval(num_classes=context.num_classes).fit(x, y)
-        x, _ = removal.remove(x, y)
-        front = (kp.ColourCentering(),)
-        extra = {"removal_signal_to_noise": removal.signal_to_noise.tolist()}
-    elif defence == "pattern_recipe":
+    elif defence in ("removal", "pattern_recipe"):
         import keras_poison as kp
 
         recipe = kp.class_pattern_defences(context.num_classes, seed=context.seed)
         x, _ = recipe.removal.fit(x, y).remove(x, y)
-        front = tuple(recipe.layers)
+        # "removal" keeps only the centering; the recipe augments before it.
+        front = tuple(recipe.layers) if defence == "pattern_recipe" else (kp.ColourCentering(),)
         extra = {"removal_signal_to_noise": recipe.removal.signal_to_noise.tolist()}
     elif defence == "aug_gce":
         import keras_poison as kp
@@ -423,12 +417,14 @@ def _aum_drop(context, x, y, mask):
 
     start = time.perf_counter()
     recorder = kp.MarginRecorder(x, y)
-    train_and_score(context, x, y, callbacks=(recorder,))
+    witness = train_and_score(context, x, y, callbacks=(recorder,))
     report = recorder.detector_report(seed=context.seed)
     x_kept, y_kept = kp.Sanitize(report, action="drop").apply(x, y)
     detection = report.evaluate(mask).as_dict()
     detection["seconds"] = time.perf_counter() - start
     detection["labels_restored"] = 0
+    # The model whose margins were read, as trained on the poisoned set.
+    detection["model_accuracy"] = witness["accuracy"]
     return x_kept, y_kept, {"detection": detection, "examples_kept": int(len(y_kept))}
 
 

@@ -62,10 +62,15 @@ def extract_features(model, x, layer=None, batch_size=256):
     return np.asarray(features, np.float32).reshape(len(features), -1)
 
 
+def _last_weighted_layer(model):
+    """The model's last layer with weights, or `None`."""
+    weighted = [layer for layer in model.layers if layer.weights]
+    return weighted[-1] if weighted else None
+
+
 def _nested_last_model(model):
     """The last weighted layer when it is itself a model called once on one input."""
-    weighted = [layer for layer in model.layers if layer.weights]
-    last = weighted[-1] if weighted else None
+    last = _last_weighted_layer(model)
     if not isinstance(last, keras.Model) or len(last._inbound_nodes) != 1:
         return None
     if len(last._inbound_nodes[-1].input_tensors) != 1:
@@ -74,13 +79,12 @@ def _nested_last_model(model):
 
 
 def _penultimate_output(model):
-    weighted = [layer for layer in model.layers if layer.weights]
-    if not weighted:
+    last = _last_weighted_layer(model)
+    if last is None:
         raise ValueError(
             f"Expected `model` to have a layer with weights whose input is the "
             f"penultimate representation. Received: model {model.name!r} without weights"
         )
-    last = weighted[-1]
     features = last.input
     if isinstance(features, (list, tuple)):
         raise ValueError(

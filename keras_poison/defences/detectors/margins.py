@@ -151,20 +151,23 @@ class MarginRecorder(keras.callbacks.Callback):
         self._output_sum = summed if self._output_sum is None else self._output_sum + summed
         self.seconds += time.perf_counter() - start
 
-    @property
-    def area_under_margin(self):
-        """Each example's mean margin over the recorded epochs (eq. 2)."""
+    def _check_recorded(self):
         if not self.margins:
             raise ValueError(
                 "Expected at least one recorded epoch. Received: none (was the "
                 f"recorder passed to `fit`, for more than start_epoch={self.start_epoch} epochs?)"
             )
+
+    @property
+    def area_under_margin(self):
+        """Each example's mean margin over the recorded epochs (eq. 2)."""
+        self._check_recorded()
         return np.mean(np.stack(self.margins), axis=0, dtype=np.float64)
 
     @property
     def suggested_labels(self):
         """The class with the largest summed output over the recorded epochs."""
-        self.area_under_margin  # raises if nothing was recorded
+        self._check_recorded()
         return np.argmax(self._output_sum, axis=1)
 
     def detector_report(self, threshold="gmm", seed=0):
