@@ -144,11 +144,15 @@ class Sanitize:
         )
 
         def act(index, x, y):
-            tf.debugging.assert_less(
+            in_range = tf.debugging.assert_less(
                 index,
                 tf.constant(self.num_examples, tf.int64),
                 message=f"The dataset has more examples than the report ({self.num_examples}).",
             )
+            # Without the dependency the gather may run first and fail with a bare
+            # out-of-range error instead of the message above.
+            with tf.control_dependencies([in_range]):
+                index = tf.identity(index)
             hit = tf.gather(flagged, index)
             if self.action == "drop":
                 keep = tf.logical_not(hit)
