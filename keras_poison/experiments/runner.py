@@ -628,7 +628,7 @@ def _headline(cell):
 
 # Figures averaged over seeds in `summary` and the tables.
 SUMMARY_KEYS = (
-    "accuracy", "macro_f1", "train_accuracy", "poisoned_fraction", "ctt", "test_error",
+    "accuracy", "accuracy_last5", "macro_f1", "train_accuracy", "poisoned_fraction", "ctt", "test_error",
     "victim_cft", "max_non_victim_cft", "seconds",
 )
 

@@ -172,6 +172,16 @@ def history_dict(history):
     return {key: [float(v) for v in values] for key, values in history.history.items()}
 
 
+def last_epochs_mean(curve, epochs=5):
+    """Mean of a training curve's last `epochs` values (all of them if fewer).
+
+    Test accuracy swings 2-4 points from one epoch to the next at a constant
+    learning rate, so the final epoch alone is a noisy reading; this mean is
+    reported beside it.
+    """
+    return float(np.mean(curve[-epochs:]))
+
+
 def train_and_score(context, x, y, front_layers=(), loss=None, callbacks=()):
     """Trains a fresh model on `(x, y)` with the test split as validation.
 
@@ -205,6 +215,7 @@ def train_and_score(context, x, y, front_layers=(), loss=None, callbacks=()):
     record.update(
         {
             "train_accuracy": curves["accuracy"][-1],
+            "accuracy_last5": last_epochs_mean(curves["val_accuracy"]),
             "epochs_run": len(curves["loss"]),
             "history": curves,
             "train_seconds": seconds,

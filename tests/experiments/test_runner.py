@@ -47,6 +47,10 @@ def test_table_has_mean_and_std_over_two_seeds(two_seed_run):
         table = f.read()
     rows = [line for line in table.splitlines() if line.startswith("| random_flip |")]
     assert len(rows) == 1 and rows[0].count("±") >= 3
+    last5 = [cell["accuracy_last5"] for cell in results["cells"].values()]
+    # One epoch was run, so the last-epochs mean is the final reading itself.
+    assert last5 == [cell["history"]["val_accuracy"][-1] for cell in results["cells"].values()]
+    assert results["summary"]["random_flip"]["accuracy_last5"]["n"] == 2
     summary = results["summary"]["random_flip"]["accuracy"]
     assert summary["n"] == 2 and summary["std"] >= 0
 
@@ -210,3 +214,8 @@ def test_recipe_scenarios_train_with_their_defences(tiny_digits, tmp_path):
     # The targeted flip needed the baseline's confusion matrix, so it ran first.
     assert "baseline|0" in cells
     assert cells["targeted_flip_aug_gce|0"]["poisoned_count"] == 60
+
+
+def test_last_epochs_mean_averages_only_the_tail_of_the_curve():
+    assert scenarios.last_epochs_mean([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]) == pytest.approx(0.5)
+    assert scenarios.last_epochs_mean([0.3, 0.5]) == pytest.approx(0.4)
