@@ -312,9 +312,9 @@ class AUMDetector:
             raise ValueError("Expected finite `aum`. Received: NaN or inf values")
         details = self.get_config()
         if self.threshold == "gmm":
-            flagged, cut = _lower_component(aum, self.seed)
-            flagged &= aum < 0
-            details["gmm_cut"] = cut
+            flagged = _lower_component(aum, self.seed) & (aum < 0)
+            # The AUM below which (inclusive) examples were flagged, after both rules.
+            details["gmm_cut"] = float(aum[flagged].max()) if flagged.any() else None
         else:
             flagged = aum < self.threshold
         return DetectionReport(
@@ -338,18 +338,17 @@ class AUMDetector:
 
 
 def _lower_component(values, seed):
-    """Flags values more likely under the lower-mean of two Gaussians.
-
-    Returns `(flagged, cut)`: the mask, and the largest flagged value
-    (`None` when nothing is flagged).
-    """
+    """The mask of values more likely under the lower-mean of two Gaussians."""
     if len(values) < 2 or np.ptp(values) == 0:
-        return np.zeros(len(values), bool), None
+        return np.zeros(len(values), bool)
     mixture = GaussianMixture(n_components=2, random_state=seed).fit(values[:, None])
     low = int(np.argmin(mixture.means_[:, 0]))
-    flagged = mixture.predict_proba(values[:, None])[:, low] > 0.5
-    # A Gaussian with a wide spread also claims the far upper tail; only
-    # values below the lower component's mean side count as suspicious.
-    flagged &= values < mixture.means_[:, 0].max()
-    cut = float(values[flagged].max()) if flagged.any() else None
-    return flagged, cut
+    claimed = mixture.predict_proba(values[:, None])[:, low] > 0.5
+    # A Gaussian with a wide spread also claims the far tails beyond a narrow
+    # one; only values below the upper component's mean count as claimed by
+    # the lower one, and everything at or below the largest of those is
+    # flagged, so a lower AUM is never less suspicious than a higher one.
+    claimed &= values < mixture.means_[:, 0].max()
+    if not claimed.any():
+        return claimed
+    return values <= values[claimed].max()

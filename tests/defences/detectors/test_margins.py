@@ -82,6 +82,10 @@ def test_mixture_flags_no_positive_aum_on_clean_like_data():
     report = AUMDetector().detect(None, np.zeros(1000, int), aum=aum)
     assert report.flagged.sum() > 0  # the few hard examples below 0
     assert not report.flagged[aum >= 0].any()
+    # The reported cut is the one applied: every example at or below it is flagged.
+    cut = report.details["gmm_cut"]
+    assert cut < 0
+    np.testing.assert_array_equal(report.flagged, aum <= cut)
 
 
 def test_fixed_threshold_flags_below_it():
@@ -140,3 +144,14 @@ def test_recorder_rejects_a_model_with_too_few_outputs():
 def test_recorder_config_names_its_settings():
     recorder = MarginRecorder(np.zeros((2, 1)), np.zeros(2, int), from_logits=True, start_epoch=3)
     assert recorder.get_config() == {"from_logits": True, "start_epoch": 3, "batch_size": 256}
+
+
+def test_mixture_flags_every_aum_below_the_cut_even_in_the_far_lower_tail():
+    # A narrow low cluster and a wide clean one: the wide Gaussian is the more
+    # likely one again far below the narrow cluster, yet those examples are the
+    # most suspicious of all.
+    rng = np.random.default_rng(2)
+    aum = np.concatenate([rng.normal(3, 1.5, 800), rng.normal(-2, 0.2, 200), [-9.0, -9.1]])
+    report = AUMDetector().detect(None, np.zeros(len(aum), int), aum=aum)
+    assert report.flagged[-2:].all()
+    np.testing.assert_array_equal(report.flagged, aum <= report.details["gmm_cut"])
