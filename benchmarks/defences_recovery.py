@@ -10,6 +10,8 @@ cost under the defence (clean defended - attacked defended).
 Usage:
 
     python benchmarks/defences_recovery.py [benchmarks/results/defences_cifar.json]
+
+Rows with no cell in the file are left out.
 """
 
 import json
@@ -49,6 +51,8 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for attack, defence, attack_label, defence_label in ROWS:
         seeds = [s for s in (0, 1, 2) if f"{attack}|{defence}|{s}" in cells]
+        if not seeds:  # e.g. a longer-training run that measured only some rows
+            continue
         shown = " / ".join(f"{100 * acc(f'{attack}|{defence}|{s}'):.1f}" for s in seeds)
         attacked = " / ".join(f"{100 * acc(f'{attack}|none|{s}'):.1f}" for s in seeds)
         recoveries = []
