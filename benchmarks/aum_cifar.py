@@ -18,6 +18,11 @@ batch 64, 30 epochs):
    attack's mask: the ceiling of any drop). A policy may add `+aug_gce`: the
    retrained model then also has `ImageAugmentation()` in front and is
    trained with `GeneralizedCrossEntropy(q=0.7)`.
+   With `--detect-defence aug_gce` the model the detectors read is itself
+   trained with that defence (cells `<attack>@aug_gce|<seed>`), and
+   `--retrain` sanitizes with its AUM report; recovery still compares with
+   the undefended attacked cell `<attack>|<seed>` (run it without
+   `--detect-defence`).
 
 Usage (from the repository root; cells are saved as they finish and skipped
 when already in `--out`):
@@ -64,7 +69,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--detect-defence", default="", choices=("",) + TRAINING_DEFENCES,
         help="train the attacked model the detectors read with this defence "
-        "(cells '<attack>@<defence>|<seed>'; no retraining)",
+        "(cells '<attack>@<defence>|<seed>'; --retrain then sanitizes with its AUM "
+        "report, cells '<attack>@<defence>|<policy>|<seed>')",
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
@@ -260,16 +266,16 @@ def main(argv=None):
                 y_p, mask = attacked_labels(attack, seed, x, y, clean)
                 reports = {}
 
-                if args.detect_defence:
-                    run(f"{attack}@{args.detect_defence}|{seed}", lambda: detect_cell(
-                        x, y_p, mask, data, seed, args, defence=args.detect_defence)[0])
-                    continue
+                # The model the detectors read: undefended, or trained with --detect-defence.
+                detected = f"{attack}@{args.detect_defence}" if args.detect_defence else attack
 
                 def attacked():
-                    record, reports["aum"] = detect_cell(x, y_p, mask, data, seed, args)
+                    record, reports["aum"] = detect_cell(
+                        x, y_p, mask, data, seed, args, defence=args.detect_defence or None
+                    )
                     return record
 
-                run(f"{attack}|{seed}", attacked)
+                run(f"{detected}|{seed}", attacked)
                 for policy in args.retrain:
 
                     def retrained(policy=policy):
@@ -280,7 +286,7 @@ def main(argv=None):
                             if "aum" not in reports:
                                 # The attacked cell came from an earlier run: rebuild its report.
                                 reports["aum"] = stored_aum_report(
-                                    report["cells"][f"{attack}|{seed}"], y_p, seed
+                                    report["cells"][f"{detected}|{seed}"], y_p, seed
                                 )
                             xs, ys = kp.Sanitize(reports["aum"], action=sanitizer).apply(x, y_p)
                         _, record = train(xs, ys, data, seed, args, defence=defence or None)
@@ -290,7 +296,7 @@ def main(argv=None):
                         )
                         return record
 
-                    run(f"{attack}|{policy}|{seed}", retrained)
+                    run(f"{detected}|{policy}|{seed}", retrained)
         save_report(args.out, report)
     if args.rescore:
         from keras_poison import datasets
@@ -329,7 +335,8 @@ def summary(report):
         if len(parts) != 3:
             continue
         attack, policy, seed = parts
-        clean, hit = cells.get(f"clean|{seed}"), cells.get(f"{attack}|{seed}")
+        # Recovery is against the undefended attacked model, whichever model detected.
+        clean, hit = cells.get(f"clean|{seed}"), cells.get(f"{attack.split('@')[0]}|{seed}")
         if clean is None or hit is None:
             continue
         figures = []
