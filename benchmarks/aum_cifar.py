@@ -303,7 +303,8 @@ def main(argv=None):
 
         (_, y_train), _ = datasets.load("cifar10", path=args.data)
         rescore(report, y_train)
-        save_report(args.out, report)
+    # Also keeps what --merge brought in.
+    save_report(args.out, report)
     markdown = summary(report)
     with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
         f.write(markdown)
