@@ -205,9 +205,9 @@ class AUMDetector:
             count. Defaults to `0`.
         threshold: `"gmm"`, or a float: flag examples whose AUM is below
             it. `"gmm"` fits a two-component Gaussian mixture to the AUM
-            values and flags the examples with a negative AUM that are
-            more likely to belong to the component with the lower mean.
-            Defaults to `"gmm"`.
+            values and flags the examples with a negative AUM at or below
+            the largest AUM that the component with the lower mean claims
+            (`report.details["gmm_cut"]`). Defaults to `"gmm"`.
         from_logits: bool, whether the model outputs logits. Defaults to
             `False`.
         seed: int >= 0, seed of the model and of the mixture's fit.
@@ -338,7 +338,7 @@ class AUMDetector:
 
 
 def _lower_component(values, seed):
-    """The mask of values more likely under the lower-mean of two Gaussians."""
+    """Flags every value at or below the largest one the lower-mean of two Gaussians claims."""
     if len(values) < 2 or np.ptp(values) == 0:
         return np.zeros(len(values), bool)
     mixture = GaussianMixture(n_components=2, random_state=seed).fit(values[:, None])
