@@ -226,6 +226,8 @@ def detect_cell(x, y, mask, data, seed, args, defence=None):
     # Kept so a later run can sanitize with this very report without retraining.
     record["aum"] = [round(float(v), 4) for v in recorder.area_under_margin]
     record["aum_suggested_labels"] = recorder.suggested_labels.tolist()
+    # k-NN's per-example scores too, so the two detectors can be combined later.
+    record["knn_scores"] = [round(float(v), 4) for v in knn.scores]
     return record, aum
 
 
