@@ -103,6 +103,7 @@ def train(x, y, data, seed, args, callbacks=(), defence=None):
 
     import keras_poison as kp
     from keras_poison import metrics, models
+    from keras_poison.experiments.scenarios import last_epochs_mean
 
     (x_test, y_test) = data[1]
     keras.utils.set_random_seed(seed)
@@ -129,7 +130,7 @@ def train(x, y, data, seed, args, callbacks=(), defence=None):
     curve = [float(v) for v in history.history["val_accuracy"]]
     return model, {
         "test_accuracy": metrics.accuracy(y_test, predicted),
-        "test_accuracy_last5": float(np.mean(curve[-5:])),
+        "test_accuracy_last5": last_epochs_mean(curve),
         "val_accuracy": curve,
         "train_accuracy": float(history.history["accuracy"][-1]),
         "confusion_matrix": metrics.confusion_matrix(y_test, predicted, num_classes=NUM_CLASSES).tolist(),
@@ -186,11 +187,16 @@ def attacked_labels(attack, seed, x, y, clean_cell):
     return y_p, mask
 
 
+def undefended(name):
+    """The attack of a cell name: `random_flip@aug_gce` (detected on a defended model) -> `random_flip`."""
+    return name.partition("@")[0]
+
+
 def rescore(report, y):
     """Scores every stored AUM again with the current `AUMDetector` rule."""
     for key, cell in report["cells"].items():
         attack, *rest = key.split("|")
-        attack = attack.split("@")[0]
+        attack = undefended(attack)
         if len(rest) != 1 or "aum" not in cell:
             continue
         seed = int(rest[0])
@@ -339,7 +345,7 @@ def summary(report):
             continue
         attack, policy, seed = parts
         # Recovery is against the undefended attacked model, whichever model detected.
-        clean, hit = cells.get(f"clean|{seed}"), cells.get(f"{attack.split('@')[0]}|{seed}")
+        clean, hit = cells.get(f"clean|{seed}"), cells.get(f"{undefended(attack)}|{seed}")
         if clean is None or hit is None:
             continue
         figures = []
