@@ -9,7 +9,9 @@ batch 64, 30 epochs):
 2. for each label attack (`RandomFlip(0.2)`, `TargetedFlip.from_confusion_matrix
    (cm, 0.2)`), train on the attacked split with a `MarginRecorder` in the
    `fit` call; score `AUMDetector` (mixture split, and AUM < 0) and
-   `KNNDetector(k=50)` on the same model against the attack's mask;
+   `KNNDetector(k=50)` on the same model against the attack's mask, and
+   the two combined (`rank_average`: mean of their ranks, flagging the mean
+   of their counts);
 3. with `--retrain`, sanitize the attacked split with the AUM report and
    train a fresh model from the same initial weights; recovery =
    (sanitized − attacked) / (clean − attacked), all three from this run.
@@ -23,6 +25,10 @@ batch 64, 30 epochs):
    `--retrain` sanitizes with its AUM report; recovery still compares with
    the undefended attacked cell `<attack>|<seed>` (run it without
    `--detect-defence`).
+
+`--save-margins` keeps each detected cell's per-epoch margins beside `--out`
+(`<out>.margins/*.npz`); `--rescore` then also scores the AUM over the
+epochs from each of `START_EPOCHS` on, alone and combined with k-NN.
 
 Usage (from the repository root; cells are saved as they finish and skipped
 when already in `--out`):
@@ -54,6 +60,8 @@ RATE = 0.2
 ATTACKS = ("random_flip", "targeted_flip")
 SANITIZERS = ("drop", "relabel", "oracle_drop")
 TRAINING_DEFENCES = ("aug_gce",)
+# First epochs whose margins count, compared by --rescore where margins were saved.
+START_EPOCHS = (0, 10, 20, 30, 40)
 
 
 def parse_args(argv=None):
@@ -77,9 +85,14 @@ def parse_args(argv=None):
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
         "--rescore", action="store_true",
-        help="score the stored AUM of every cell again with the current AUMDetector rule",
+        help="score the stored AUM of every cell again with the current AUMDetector rule "
+        "(and AUM + k-NN, and AUM from later epochs where margins were saved)",
     )
     parser.add_argument("--merge", default="", help="comma-separated JSON files to add to --out")
+    parser.add_argument(
+        "--save-margins", action="store_true",
+        help="also write each detected cell's per-epoch margins to <out>.margins/<cell>.npz",
+    )
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.attacks = [a for a in args.attacks.split(",") if a]
@@ -162,6 +175,49 @@ def aum_detections(aum, mask):
     return detections
 
 
+def combined_detections(aum, knn, knn_flagged, mask):
+    """AUM and k-NN on the same model, ranks averaged (`rank_average`).
+
+    The count flagged is the mean of both detectors' counts, what
+    `rank_average`'s default takes from live reports; it is passed
+    explicitly because a stored cell keeps k-NN's scores and count, not
+    its flags (`stored_knn_scores`).
+    """
+    import keras_poison as kp
+
+    count = int(np.round(np.mean([aum.flagged.sum(), knn_flagged])))
+    return scored(kp.rank_average(aum, knn, num_flagged=count), mask)
+
+
+def stored_knn_scores(cell):
+    """`(report, flagged count)` of a measured cell's k-NN: its scores, no flags."""
+    import keras_poison as kp
+
+    scores = np.asarray(cell["knn_scores"])
+    report = kp.DetectionReport(scores, np.zeros(len(scores), bool), detector="knn")
+    return report, cell["detections"]["knn"]["num_flagged"]
+
+
+def start_epoch_detections(cell, labels, mask, seed):
+    """AUM over the epochs from each of START_EPOCHS on, alone and ranked with k-NN.
+
+    Reads the per-epoch margins `--save-margins` wrote; the first epochs of
+    a model trained from scratch say little about any label.
+    """
+    import keras_poison as kp
+
+    margins = np.load(cell["margins_file"])["margins"]
+    detections = {}
+    for start in START_EPOCHS:
+        if start >= len(margins):
+            continue
+        aum = kp.AUMDetector(seed=seed).detect(None, labels, aum=margins[start:].mean(axis=0, dtype=np.float64))
+        detections[f"aum_gmm_from_epoch_{start}"] = scored(aum, mask)
+        if "knn_scores" in cell:
+            detections[f"aum_from_epoch_{start}+knn"] = combined_detections(aum, *stored_knn_scores(cell), mask)
+    return detections
+
+
 def stored_aum_report(cell, labels, seed):
     """The AUM report of a measured cell, rebuilt from its stored margins."""
     import keras_poison as kp
@@ -203,11 +259,25 @@ def rescore(report, y):
         # Label flips key on the example index and label only, not on the image.
         placeholder = np.zeros((len(y), 1), "float32")
         labels, mask = attacked_labels(attack, seed, placeholder, y, report["cells"].get(f"clean|{seed}"))
-        cell["detections"].update(aum_detections(stored_aum_report(cell, labels, seed), mask))
+        aum = stored_aum_report(cell, labels, seed)
+        cell["detections"].update(aum_detections(aum, mask))
+        if "knn_scores" in cell:
+            cell["detections"]["aum+knn"] = combined_detections(aum, *stored_knn_scores(cell), mask)
+        if os.path.exists(cell.get("margins_file", "")):
+            cell["detections"].update(start_epoch_detections(cell, labels, mask, seed))
         cell["rescored"] = True
 
 
-def detect_cell(x, y, mask, data, seed, args, defence=None):
+def save_margins(out, key, margins):
+    """Writes the recorded margins of cell `key` beside `out`; returns the path."""
+    folder = os.path.splitext(out)[0] + ".margins"
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, key.replace("|", "_").replace("@", "-") + ".npz")
+    np.savez_compressed(path, margins=np.stack(margins))
+    return path
+
+
+def detect_cell(x, y, mask, data, seed, args, key, defence=None):
     """Train with a MarginRecorder; score AUM and k-NN on that model."""
     import keras_poison as kp
 
@@ -220,6 +290,7 @@ def detect_cell(x, y, mask, data, seed, args, defence=None):
     start = time.perf_counter()
     knn = kp.KNNDetector(model, k=50).detect(x, y)
     detections["knn"] = dict(scored(knn, mask), seconds=time.perf_counter() - start)
+    detections["aum+knn"] = combined_detections(aum, knn, knn.flagged.sum(), mask)
     flagged_poisoned = aum.flagged & mask
     record["detections"] = detections
     record["aum_relabel_accuracy_on_flagged_poisoned"] = (
@@ -234,6 +305,9 @@ def detect_cell(x, y, mask, data, seed, args, defence=None):
     record["aum_suggested_labels"] = recorder.suggested_labels.tolist()
     # k-NN's per-example scores too, so the two detectors can be combined later.
     record["knn_scores"] = [round(float(v), 4) for v in knn.scores]
+    if args.save_margins:
+        # (epochs, n) float32: too big for the JSON, read back to study start_epoch.
+        record["margins_file"] = save_margins(args.out, key, recorder.margins)
     return record, aum
 
 
@@ -269,7 +343,9 @@ def main(argv=None):
 
         for seed in args.seeds:
             clean_mask = np.zeros(len(y), bool)
-            clean = run(f"clean|{seed}", lambda: detect_cell(x, y, clean_mask, data, seed, args)[0])
+            clean = run(
+                f"clean|{seed}", lambda: detect_cell(x, y, clean_mask, data, seed, args, f"clean|{seed}")[0]
+            )
             for attack in args.attacks:
                 y_p, mask = attacked_labels(attack, seed, x, y, clean)
                 reports = {}
@@ -279,7 +355,8 @@ def main(argv=None):
 
                 def attacked():
                     record, reports["aum"] = detect_cell(
-                        x, y_p, mask, data, seed, args, defence=args.detect_defence or None
+                        x, y_p, mask, data, seed, args, f"{detected}|{seed}",
+                        defence=args.detect_defence or None,
                     )
                     return record
 

@@ -46,6 +46,8 @@ from keras_poison.defences import label_flip_defences
 from keras_poison.defences import SpectralSignatureDetector
 from keras_poison.defences import SymmetricCrossEntropy
 from keras_poison.defences import seed_defences
+from keras_poison.defences import consensus
+from keras_poison.defences import rank_average
 from keras_poison.defences import plot_confusion_matrix
 from keras_poison.defences import plot_suspicious
 from keras_poison.callbacks import RecraftPoisons

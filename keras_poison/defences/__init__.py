@@ -10,6 +10,8 @@ from keras_poison.defences.detectors import LabelIssueDetector
 from keras_poison.defences.detectors import AUMDetector
 from keras_poison.defences.detectors import MarginRecorder
 from keras_poison.defences.detectors import SpectralSignatureDetector
+from keras_poison.defences.detectors import consensus
+from keras_poison.defences.detectors import rank_average
 from keras_poison.defences.detectors import plot_confusion_matrix
 from keras_poison.defences.detectors import plot_suspicious
 from keras_poison.defences.integrity import DatasetManifest

@@ -13,4 +13,5 @@ from keras_poison.defences.detectors.margins import MarginRecorder
 from keras_poison.defences.detectors.report import DetectionMetrics
 from keras_poison.defences.detectors.report import DetectionReport
 from keras_poison.defences.detectors.report import consensus
+from keras_poison.defences.detectors.report import rank_average
 from keras_poison.defences.detectors.spectral import SpectralSignatureDetector

@@ -287,6 +287,84 @@ def consensus(*reports):
     >>> consensus(a, b).flagged_indices.tolist()
     [0]
     """
+    _check_same_examples(reports)
+    flagged = np.logical_and.reduce([r.flagged for r in reports])
+    suggestions = [r.suggested_labels for r in reports if r.suggested_labels is not None]
+    suggested = None
+    if suggestions:
+        suggested = suggestions[0]
+        flagged &= np.logical_and.reduce([s == suggested for s in suggestions])
+    return DetectionReport(
+        _mean_rank(reports),
+        flagged,
+        suggested_labels=suggested,
+        given_labels=_given_labels(reports),
+        detector="consensus(" + ", ".join(r.detector for r in reports) + ")",
+    )
+
+
+def rank_average(*reports, num_flagged="mean"):
+    """One ranking from several detectors: the mean of their score ranks.
+
+    Two detectors that read different evidence make partly different
+    mistakes: `AUMDetector` reads how the model treated each example's own
+    label over training, `KNNDetector` the labels of its neighbours in
+    feature space. Where `consensus` keeps only what every report flags
+    (precise, but it misses what one detector alone finds), this averages
+    the reports' ranks (a Borda count, which needs no common score scale)
+    and flags the examples that rank highest on average. How many: by
+    default the mean of how many the reports flag, each report's own
+    estimate of how much of the data is bad.
+
+    Args:
+        *reports: two or more `DetectionReport`s on the same examples.
+        num_flagged: `"mean"`, or an int >= 0: how many of the examples
+            with the highest mean rank are flagged. `"mean"` flags the
+            rounded mean of the reports' flagged counts. Defaults to
+            `"mean"`.
+
+    Returns:
+        A `DetectionReport` whose scores are the mean of each report's
+        score ranks, scaled to [0, 1] (ties in the mean keep data order).
+        Suggested labels are the first report's that has them, so list
+        the detector whose suggestions you trust most first.
+        `details["num_flagged"]` is the count flagged.
+
+    Example:
+
+    >>> a = DetectionReport(np.array([.9, .1, .8, .2]), np.array([True, False, True, False]))
+    >>> b = DetectionReport(np.array([.6, .2, .1, .9]), np.array([True, False, False, True]))
+    >>> combined = rank_average(a, b)
+    >>> combined.flagged_indices.tolist(), combined.scores.round(2).tolist()
+    ([0, 3], [0.83, 0.17, 0.33, 0.67])
+    """
+    _check_same_examples(reports)
+    if isinstance(num_flagged, str) and num_flagged == "mean":
+        count = int(np.round(np.mean([r.flagged.sum() for r in reports])))
+    elif isinstance(num_flagged, (int, np.integer)) and not isinstance(num_flagged, bool) and (
+        0 <= num_flagged <= reports[0].num_examples
+    ):
+        count = int(num_flagged)
+    else:
+        raise ValueError(
+            "Expected `num_flagged` to be 'mean' or an int between 0 and the number of "
+            f"examples ({reports[0].num_examples}). Received: num_flagged={num_flagged!r}"
+        )
+    scores = _mean_rank(reports)
+    flagged = np.zeros(len(scores), bool)
+    flagged[np.argsort(-scores, kind="stable")[:count]] = True
+    suggested = next((r.suggested_labels for r in reports if r.suggested_labels is not None), None)
+    return DetectionReport(
+        scores,
+        flagged,
+        suggested_labels=suggested,
+        given_labels=_given_labels(reports),
+        detector="rank_average(" + ", ".join(r.detector for r in reports) + ")",
+        details={"num_flagged": count},
+    )
+
+
+def _check_same_examples(reports):
     if len(reports) < 2 or not all(isinstance(r, DetectionReport) for r in reports):
         raise TypeError(
             "Expected two or more DetectionReports. Received: "
@@ -297,20 +375,14 @@ def consensus(*reports):
         raise ValueError(
             f"Expected reports on the same examples. Received: sizes {sorted(sizes)}"
         )
-    flagged = np.logical_and.reduce([r.flagged for r in reports])
-    suggestions = [r.suggested_labels for r in reports if r.suggested_labels is not None]
-    suggested = None
-    if suggestions:
-        suggested = suggestions[0]
-        flagged &= np.logical_and.reduce([s == suggested for s in suggestions])
+
+
+def _mean_rank(reports):
+    """Each example's mean rank over the reports (0 least, 1 most suspicious)."""
     # Ranks put detectors with different score scales on one footing.
     ranks = [np.argsort(np.argsort(r.scores, kind="stable"), kind="stable") for r in reports]
-    scores = np.mean(ranks, axis=0) / max(reports[0].num_examples - 1, 1)
-    given = next((r.given_labels for r in reports if r.given_labels is not None), None)
-    return DetectionReport(
-        scores,
-        flagged,
-        suggested_labels=suggested,
-        given_labels=given,
-        detector="consensus(" + ", ".join(r.detector for r in reports) + ")",
-    )
+    return np.mean(ranks, axis=0) / max(reports[0].num_examples - 1, 1)
+
+
+def _given_labels(reports):
+    return next((r.given_labels for r in reports if r.given_labels is not None), None)

@@ -116,3 +116,67 @@ def test_consensus_of_reports_on_other_examples_is_rejected():
     shorter = DetectionReport(np.zeros(3), np.zeros(3, bool))
     with pytest.raises(ValueError, match=r"same examples.*\[3, 5\]"):
         consensus(make_report(), shorter)
+
+
+def test_rank_average_flags_the_best_mean_ranks_as_many_as_the_reports_flag_on_average():
+    from keras_poison import rank_average
+
+    a = make_report()  # scores 0.9 0.1 0.8 0.2 0.7, flags 2
+    b = make_report(
+        scores=np.array([0.3, 0.2, 0.9, 0.1, 0.8]),
+        flagged=np.array([True, False, True, False, True]),  # flags 3
+        suggested_labels=np.array([2, 2, 2, 2, 2]),
+        detector="other",
+    )
+    combined = rank_average(a, b)
+    # Ranks (0 = least suspicious): a 4 0 3 1 2, b 2 1 4 0 3; means / 4.
+    np.testing.assert_allclose(combined.scores, [0.75, 0.125, 0.875, 0.125, 0.625])
+    # round(mean(2, 3)) = 2 (NumPy rounds half to even).
+    assert combined.flagged_indices.tolist() == [0, 2]
+    assert combined.details == {"num_flagged": 2}
+    assert combined.detector == "rank_average(test, other)"
+    # The first report's suggestions and given labels are kept.
+    np.testing.assert_array_equal(combined.suggested_labels, a.suggested_labels)
+    np.testing.assert_array_equal(combined.given_labels, a.given_labels)
+
+
+def test_rank_average_with_a_count_flags_exactly_that_many():
+    from keras_poison import rank_average
+
+    other = make_report(scores=np.array([0.5, 0.4, 0.3, 0.2, 0.1]))
+    for count in (0, 3, 5):
+        assert rank_average(make_report(), other, num_flagged=count).flagged.sum() == count
+
+
+def test_rank_average_beats_each_noisy_detector_when_their_errors_are_independent():
+    from keras_poison import rank_average
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(2000) < 0.2
+    # Two detectors seeing the same signal through independent noise.
+    reports = [
+        DetectionReport(truth + rng.normal(0, 0.6, 2000), np.zeros(2000, bool))
+        for _ in range(2)
+    ]
+    reports = [r.with_flagged(r.top(int(truth.sum()))) for r in reports]
+    combined = rank_average(*reports)
+    single = max(r.evaluate(truth).f1 for r in reports)
+    assert combined.evaluate(truth).f1 > single + 0.03
+    assert combined.evaluate(truth).auroc > max(r.evaluate(truth).auroc for r in reports)
+
+
+@pytest.mark.parametrize("num_flagged", [-1, 6, 2.5, True, "median"])
+def test_rank_average_rejects_a_bad_count(num_flagged):
+    from keras_poison import rank_average
+
+    with pytest.raises(ValueError, match=rf"num_flagged.*between 0 and .*\(5\).*{num_flagged!r}"):
+        rank_average(make_report(), make_report(), num_flagged=num_flagged)
+
+
+def test_rank_average_needs_two_reports_on_the_same_examples():
+    from keras_poison import rank_average
+
+    with pytest.raises(TypeError, match="two or more DetectionReports"):
+        rank_average(make_report())
+    with pytest.raises(ValueError, match=r"same examples.*\[3, 5\]"):
+        rank_average(make_report(), DetectionReport(np.zeros(3), np.zeros(3, bool)))
