@@ -24,7 +24,8 @@ batch 64, 30 epochs):
    trained with that defence (cells `<attack>@aug_gce|<seed>`), and
    `--retrain` sanitizes with its AUM report; recovery still compares with
    the undefended attacked cell `<attack>|<seed>` (run it without
-   `--detect-defence`).
+   `--detect-defence`). `--attacks clean --detect-defence aug_gce` gives
+   that model's false alarms on the clean split (`clean@aug_gce|<seed>`).
 
 `--save-margins` keeps each detected cell's per-epoch margins beside `--out`
 (`<out>.margins/*.npz`); `--rescore` then also scores the AUM over the
@@ -98,7 +99,9 @@ def parse_args(argv=None):
     args.attacks = [a for a in args.attacks.split(",") if a]
     args.retrain = [p for p in args.retrain.split(",") if p]
     policies = SANITIZERS + tuple(f"{s}+{d}" for s in SANITIZERS for d in TRAINING_DEFENCES)
-    for name, values, allowed in (("attacks", args.attacks, ATTACKS), ("retrain", args.retrain, policies)):
+    # "clean" with --detect-defence: the defended model's false alarms on clean data.
+    attacks = ("clean",) + ATTACKS
+    for name, values, allowed in (("attacks", args.attacks, attacks), ("retrain", args.retrain, policies)):
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             parser.error(f"unknown --{name} {unknown}; choose from {allowed}")

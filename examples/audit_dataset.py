@@ -12,7 +12,8 @@ scored against the truth). The audit:
    (`LabelIssueDetector`, K-fold out-of-sample probabilities + cleanlab) and
    deep k-NN (`KNNDetector`, on the features of a model trained on the data),
    and the area under the margin (`AUMDetector`, from a `MarginRecorder`
-   callback in that same training run: no extra model).
+   callback in that same training run: no extra model), and the last two
+   combined (`rank_average`).
    Each returns a `DetectionReport`, scored with `report.evaluate(mask)`:
    precision, recall, F1 and AUROC.
 3. Inspect: `plot_suspicious` draws the most suspicious images with their
@@ -139,7 +140,10 @@ def main(argv=None):
     model, accuracy_before = train_and_test(x_float, y, callbacks=[margins])
     knn_report = kp.KNNDetector(model, k=args.k).detect(x_float, y)
     print(scored(f"KNNDetector (k={args.k})", knn_report, mask))
-    print(scored("AUMDetector (margins of the same run)", margins.detector_report(), mask))
+    aum_report = margins.detector_report()
+    print(scored("AUMDetector (margins of the same run)", aum_report, mask))
+    # The two readings of that run, ranks averaged.
+    print(scored("rank_average(AUM, k-NN)", kp.rank_average(aum_report, knn_report), mask))
 
     # 3. Inspect what the detector flags.
     suspicious_png = os.path.join(out, "suspicious.png")
