@@ -81,6 +81,12 @@ def parse_args(argv=None):
         "(cells '<attack>@<defence>|<seed>'; --retrain then sanitizes with its AUM "
         "report, cells '<attack>@<defence>|<policy>|<seed>')",
     )
+    parser.add_argument(
+        "--model-seed", type=int, default=None,
+        help="seed of the attacked model the detectors read, when it should differ from the "
+        "attack's (cells '<attack>[@<defence>]~m<model seed>|<seed>'): several runs on one "
+        "attacked split, to combine their reports",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
     parser.add_argument("--report-only", action="store_true")
@@ -248,7 +254,7 @@ def attacked_labels(attack, seed, x, y, clean_cell):
 
 def undefended(name):
     """The attack of a cell name: `random_flip@aug_gce` (detected on a defended model) -> `random_flip`."""
-    return name.partition("@")[0]
+    return name.partition("@")[0].partition("~")[0]
 
 
 def rescore(report, y):
@@ -355,10 +361,13 @@ def main(argv=None):
 
                 # The model the detectors read: undefended, or trained with --detect-defence.
                 detected = f"{attack}@{args.detect_defence}" if args.detect_defence else attack
+                model_seed = seed if args.model_seed is None else args.model_seed
+                if model_seed != seed:
+                    detected += f"~m{model_seed}"
 
                 def attacked():
                     record, reports["aum"] = detect_cell(
-                        x, y_p, mask, data, seed, args, f"{detected}|{seed}",
+                        x, y_p, mask, data, model_seed, args, f"{detected}|{seed}",
                         defence=args.detect_defence or None,
                     )
                     return record
