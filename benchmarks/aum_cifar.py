@@ -286,6 +286,35 @@ def save_margins(out, key, margins):
     return path
 
 
+def ensemble_detections(report, y):
+    """Several detection runs on one attacked split (`--model-seed`), combined.
+
+    For each cell `<attack>|<seed>` with runs `<attack>~m<k>|<seed>` beside
+    it: the AUM averaged over the runs (more training trajectories behind
+    each example's margin), scored with the default rule, and k-NN's scores
+    averaged the same way and ranked with it. Written into the first cell.
+    """
+    import keras_poison as kp
+
+    cells = report["cells"]
+    for key, cell in cells.items():
+        name, _, seed = key.partition("|")
+        if "~" in name or "|" in seed or "aum" not in cell:
+            continue
+        runs = [cell] + [c for k, c in sorted(cells.items()) if k.startswith(f"{name}~m") and k.endswith(f"|{seed}")]
+        if len(runs) < 2:
+            continue
+        labels, mask = attacked_labels(
+            undefended(name), int(seed), np.zeros((len(y), 1), "float32"), y, cells.get(f"clean|{seed}")
+        )
+        aum = kp.AUMDetector(seed=int(seed)).detect(None, labels, aum=np.mean([r["aum"] for r in runs], axis=0))
+        cell["detections"][f"aum_mean_of_{len(runs)}_runs"] = scored(aum, mask)
+        if all("knn_scores" in r for r in runs):
+            knn = kp.DetectionReport(np.mean([r["knn_scores"] for r in runs], axis=0), np.zeros(len(y), bool))
+            knn_flagged = np.mean([r["detections"]["knn"]["num_flagged"] for r in runs])
+            cell["detections"][f"aum+knn_mean_of_{len(runs)}_runs"] = combined_detections(aum, knn, knn_flagged, mask)
+
+
 def detect_cell(x, y, mask, data, seed, args, key, defence=None):
     """Train with a MarginRecorder; score AUM and k-NN on that model."""
     import keras_poison as kp
@@ -400,6 +429,7 @@ def main(argv=None):
 
         (_, y_train), _ = datasets.load("cifar10", path=args.data)
         rescore(report, y_train)
+        ensemble_detections(report, y_train)
     # Also keeps what --merge brought in.
     save_report(args.out, report)
     markdown = summary(report)
