@@ -17,6 +17,7 @@ import json
 import zipfile
 
 import numpy as np
+from scipy import stats
 from sklearn import metrics as sk_metrics
 
 _FORMAT_VERSION = 1
@@ -325,7 +326,8 @@ def rank_average(*reports, num_flagged="mean"):
 
     Returns:
         A `DetectionReport` whose scores are the mean of each report's
-        score ranks, scaled to [0, 1] (ties in the mean keep data order).
+        score ranks (tied scores share their mean rank), scaled to [0, 1];
+        where the mean ties at the cut, data order decides.
         Suggested labels are the first report's that has them, so list
         the detector whose suggestions you trust most first.
         `details["num_flagged"]` is the count flagged.
@@ -379,8 +381,10 @@ def _check_same_examples(reports):
 
 def _mean_rank(reports):
     """Each example's mean rank over the reports (0 least, 1 most suspicious)."""
-    # Ranks put detectors with different score scales on one footing.
-    ranks = [np.argsort(np.argsort(r.scores, kind="stable"), kind="stable") for r in reports]
+    # Ranks put detectors with different score scales on one footing. Tied
+    # scores share their mean rank (k-NN's shares of 50 neighbours tie a lot),
+    # so data order never decides between equally suspicious examples.
+    ranks = [stats.rankdata(r.scores, method="average") - 1 for r in reports]
     return np.mean(ranks, axis=0) / max(reports[0].num_examples - 1, 1)
 
 

@@ -180,3 +180,15 @@ def test_rank_average_needs_two_reports_on_the_same_examples():
         rank_average(make_report())
     with pytest.raises(ValueError, match=r"same examples.*\[3, 5\]"):
         rank_average(make_report(), DetectionReport(np.zeros(3), np.zeros(3, bool)))
+
+
+def test_rank_average_gives_tied_scores_the_same_rank_whatever_their_order():
+    from keras_poison import rank_average
+
+    # b ties examples 1 and 3; a alone must then decide between them.
+    a = DetectionReport(np.array([0.1, 0.2, 0.3, 0.4]), np.zeros(4, bool))
+    b = DetectionReport(np.array([0.9, 0.5, 0.0, 0.5]), np.zeros(4, bool))
+    scores = rank_average(a, b, num_flagged=1).scores
+    # Ranks: a 0 1 2 3, b 3 1.5 0 1.5.
+    np.testing.assert_allclose(scores, np.array([1.5, 1.25, 1.0, 2.25]) / 3)
+    assert rank_average(a, b, num_flagged=1).flagged_indices.tolist() == [3]
