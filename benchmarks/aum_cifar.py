@@ -29,7 +29,7 @@ batch 64, 30 epochs):
 
 `--save-margins` keeps each detected cell's per-epoch margins beside `--out`
 (`<out>.margins/*.npz`); `--rescore` then also scores the AUM over the
-epochs from each of `START_EPOCHS` on, alone and combined with k-NN.
+epochs from each of `START_EPOCHS` on (10–40), alone and combined with k-NN.
 
 Usage (from the repository root; cells are saved as they finish and skipped
 when already in `--out`):
@@ -61,8 +61,9 @@ RATE = 0.2
 ATTACKS = ("random_flip", "targeted_flip")
 SANITIZERS = ("drop", "relabel", "oracle_drop")
 TRAINING_DEFENCES = ("aug_gce",)
-# First epochs whose margins count, compared by --rescore where margins were saved.
-START_EPOCHS = (0, 10, 20, 30, 40)
+# First epochs whose margins count, compared by --rescore where margins were saved
+# (epoch 0, every epoch, is the cell's own aum_gmm and aum+knn).
+START_EPOCHS = (10, 20, 30, 40)
 
 
 def parse_args(argv=None):
@@ -252,6 +253,13 @@ def attacked_labels(attack, seed, x, y, clean_cell):
     return y_p, mask
 
 
+def stored_attack_labels(attack, seed, y, cells):
+    """`attacked_labels` for rescoring stored cells, without the images."""
+    # Label flips key on the example index and label only, not on the image.
+    placeholder = np.zeros((len(y), 1), "float32")
+    return attacked_labels(attack, seed, placeholder, y, cells.get(f"clean|{seed}"))
+
+
 def undefended(name):
     """The attack of a cell name: `random_flip@aug_gce` (detected on a defended model) -> `random_flip`."""
     return name.partition("@")[0].partition("~")[0]
@@ -265,9 +273,7 @@ def rescore(report, y):
         if len(rest) != 1 or "aum" not in cell:
             continue
         seed = int(rest[0])
-        # Label flips key on the example index and label only, not on the image.
-        placeholder = np.zeros((len(y), 1), "float32")
-        labels, mask = attacked_labels(attack, seed, placeholder, y, report["cells"].get(f"clean|{seed}"))
+        labels, mask = stored_attack_labels(attack, seed, y, report["cells"])
         aum = stored_aum_report(cell, labels, seed)
         cell["detections"].update(aum_detections(aum, mask))
         if "knn_scores" in cell:
@@ -304,9 +310,7 @@ def ensemble_detections(report, y):
         runs = [cell] + [c for k, c in sorted(cells.items()) if k.startswith(f"{name}~m") and k.endswith(f"|{seed}")]
         if len(runs) < 2:
             continue
-        labels, mask = attacked_labels(
-            undefended(name), int(seed), np.zeros((len(y), 1), "float32"), y, cells.get(f"clean|{seed}")
-        )
+        labels, mask = stored_attack_labels(undefended(name), int(seed), y, cells)
         aum = kp.AUMDetector(seed=int(seed)).detect(None, labels, aum=np.mean([r["aum"] for r in runs], axis=0))
         cell["detections"][f"aum_mean_of_{len(runs)}_runs"] = scored(aum, mask)
         if all("knn_scores" in r for r in runs):
