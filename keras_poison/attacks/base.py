@@ -1,8 +1,8 @@
 """What every data-poisoning attack shares: one object, three uses.
 
-An attack subclasses `PoisoningAttack` and implements one method,
-`_poison_examples`, which poisons a block of examples given their global
-indices. This base class turns that into
+An attack subclasses `PoisoningAttack` and implements `_example_plan` (what
+happens to each example, from its index) and `_poison_examples` (the work on
+a block of examples). This base class turns that into
 
 * `attack(dataset)` / `dataset.apply(attack)`: a streaming `tf.data`
   transform, vectorized over blocks of examples;
@@ -10,19 +10,23 @@ indices. This base class turns that into
   returns the ground-truth mask of the examples it changed;
 * `get_config()` / `from_config()` for saving and sharing the attack.
 
-Labels may be sparse integers or one-hot rows and keep their format and
-dtype; images keep their dtype. Which examples are poisoned, and how, depends
-only on `(seed, example index)` (see `keyed_random`), so the result does not
-depend on batch size, epochs, or shuffling and sharding done after the attack.
+Both paths share one layout reader (`keras_poison.streams`) and one set of
+checks, so whatever `poison()` rejects the stream rejects too, with the same
+message. Labels may be sparse, a `(n, 1)` column or one-hot and keep their
+format, shape and dtype; images keep their dtype. Which examples are
+poisoned, and how, depends only on `(seed, example index)` (see
+`keyed_random`); a stream that reaches the attack in another order than the
+data's (an upstream `shuffle`, `repeat`, `shard`, `filter`, ...) is refused.
 """
 
 import abc
-import warnings
+import dataclasses
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_poison import streams
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_num_classes
 from keras_poison.attacks import keyed_random
@@ -32,16 +36,19 @@ from keras_poison.attacks import keyed_random
 _BLOCK_SIZE = 512
 # The NumPy path works through the arrays in chunks to bound peak memory.
 _NUMPY_CHUNK = 4096
+# `num_examples` values that are not a size.
+COUNT = "count"
+UNKNOWN = "unknown"
 
 
 class PoisoningAttack(abc.ABC):
     """Base class of the attacks that poison a data set of `(x, y)` pairs.
 
-    Subclasses implement `_poison_examples` and `get_config`, and keep the
-    promises of the library's design guide: deterministic in
-    `(seed, example index)`, exact poison counts when the size is known,
-    untouched examples bit-identical, nothing dropped or reordered, and a
-    ground-truth mask of what was changed.
+    Subclasses implement `_example_plan`, `_poison_examples` and
+    `get_config`, and keep the promises of the library's design guide:
+    deterministic in `(seed, example index)`, exact poison counts when the
+    size is known, untouched examples bit-identical, nothing dropped or
+    reordered, and a ground-truth mask of what was changed.
 
     Args:
         seed: int, the key of every random choice the attack makes.
@@ -54,7 +61,7 @@ class PoisoningAttack(abc.ABC):
     # skip the per-example image comparison and run inline in tf.data.
     changes_images = False
     # Whether the selection needs the data set's size (exact round(rate·n));
-    # attacks keyed on fixed indices do not, and never warn about it.
+    # attacks keyed on fixed indices do not.
     uses_dataset_size = True
 
     def __init__(self, seed=0, num_classes=None):
@@ -71,7 +78,7 @@ class PoisoningAttack(abc.ABC):
         Args:
             index: int64 global indices of the examples, shape `(B,)`.
             num_examples: Python int, the data set's size, or `None` when
-                unknown (then selection falls back to a per-example draw).
+                the user asked for per-example draws (`num_examples="unknown"`).
 
         Returns:
             A tensor or tuple of tensors with leading dimension `B` (e.g.
@@ -86,7 +93,7 @@ class PoisoningAttack(abc.ABC):
 
         Args:
             x: images of the block, shape `(B, ...)`, in their own dtype.
-            labels: int32 sparse labels of the block, shape `(B,)`.
+            labels: int32 class indices of the block, shape `(B,)`.
             plan: the rows of `_example_plan` for these examples.
 
         Returns:
@@ -98,14 +105,18 @@ class PoisoningAttack(abc.ABC):
     def get_config(self):
         """Returns the constructor arguments as a JSON-serializable dict."""
 
-    def _check_images(self, x):
-        """Checks NumPy images before any work; subclasses add checks."""
+    def _check_image_spec(self, image_shape, dtype):
+        """Checks one image's shape and NumPy dtype, before any work.
 
-    def _check_stream(self, x_spec, batched, num_examples):
-        """Checks a stream's image spec before it is built; subclasses add checks."""
+        Runs on both paths (the arrays' shape, or the stream's spec), so
+        both reject the same inputs with the same message.
+        """
 
-    def _image_assertions(self, x):
-        """Graph-side checks on a block of images (list of assert ops)."""
+    def _check_size(self, num_examples):
+        """Checks the data set's size (an int) before any work."""
+
+    def _image_checks(self, x):
+        """`[(ok, message)]` value checks on a block of images (TF ops)."""
         return []
 
     # ------------------------------------------------------------------
@@ -143,15 +154,33 @@ class PoisoningAttack(abc.ABC):
     # ------------------------------------------------------------------
     # The computation both paths run.
 
-    def _poison_block(self, x, y, index, num_examples, one_hot):
-        """Poisons a block; returns `(x, y, mask)` with formats preserved."""
-        if one_hot:
-            labels = tf.argmax(y, axis=-1, output_type=tf.int32)
+    def _poison_block(self, x, y, index, num_examples, layout, eager=False):
+        """Poisons a block; returns `(x, y, mask)` with formats preserved.
+
+        `eager=True` (the NumPy path) raises the checks' messages as
+        `ValueError`; in a stream they are graph assertions with the same
+        messages, raised on the first block that breaks them.
+        """
+        labels = layout.class_indices(y)
+        checks = self._label_checks(y, labels, layout)
+        checks += self._image_checks(x)
+        if num_examples is not None:
+            checks.append(
+                (
+                    tf.reduce_all(index < num_examples),
+                    f"{type(self).__name__}: the dataset has more than "
+                    f"num_examples={num_examples} examples; pass the true size "
+                    "as `num_examples`.",
+                )
+            )
+        if eager:
+            for ok, message in checks:
+                if not bool(ok):
+                    raise ValueError(message)
+            assertions = []
         else:
-            labels = tf.cast(y, tf.int32)
-        checks = self._label_assertions(labels, index, num_examples)
-        checks += self._image_assertions(x)
-        with tf.control_dependencies(checks):
+            assertions = [tf.debugging.Assert(ok, [message]) for ok, message in checks]
+        with tf.control_dependencies(assertions):
             plan = self._plan_rows(index, num_examples)
             x_new, labels_new = self._poison_examples(x, labels, plan)
         label_changed = tf.not_equal(labels_new, labels)
@@ -159,44 +188,34 @@ class PoisoningAttack(abc.ABC):
             x_new, mask = x, label_changed
         else:
             non_batch_axes = tf.range(1, tf.rank(x))
-            image_changed = tf.reduce_any(
-                tf.not_equal(x_new, x), axis=non_batch_axes
-            )
+            image_changed = tf.reduce_any(tf.not_equal(x_new, x), axis=non_batch_axes)
             mask = tf.logical_or(label_changed, image_changed)
-        if one_hot:
-            new_rows = tf.one_hot(labels_new, tf.shape(y)[-1], dtype=y.dtype)
-            y_new = tf.where(label_changed[:, None], new_rows, y)
-        else:
-            y_new = tf.where(label_changed, tf.cast(labels_new, y.dtype), y)
+        y_new = layout.write_labels(y, labels_new, label_changed)
         return x_new, y_new, mask
 
-    def _label_assertions(self, labels, index, num_examples):
-        checks = [
-            tf.debugging.assert_non_negative(
-                labels, message="Expected labels >= 0; received a negative label."
-            )
-        ]
-        if self.num_classes is not None:
-            checks.append(
-                tf.debugging.assert_less(
-                    labels,
-                    self.num_classes,
-                    message=(
-                        f"Expected labels in [0, {self.num_classes}) "
-                        f"(num_classes={self.num_classes}); received a label "
-                        "outside that range."
-                    ),
+    def _label_checks(self, y, labels, layout):
+        if self.num_classes is None:
+            checks = [
+                (
+                    tf.reduce_all(labels >= 0),
+                    "Expected labels >= 0. Received: a negative label.",
                 )
-            )
-        if num_examples is not None:
+            ]
+        else:
+            checks = [
+                (
+                    tf.reduce_all((labels >= 0) & (labels < self.num_classes)),
+                    f"Expected labels in [0, {self.num_classes}) "
+                    f"(num_classes={self.num_classes}). Received: a label "
+                    "outside that range.",
+                )
+            ]
+        if layout.label_format != streams.ONE_HOT and not y.dtype.is_integer:
             checks.append(
-                tf.debugging.assert_less(
-                    index,
-                    tf.constant(num_examples, tf.int64),
-                    message=(
-                        f"The dataset has more than num_examples={num_examples} "
-                        "examples; pass the true size as `num_examples`."
-                    ),
+                (
+                    tf.reduce_all(tf.equal(y, tf.round(y))),
+                    "Expected sparse labels to be whole numbers. Received: "
+                    f"labels of dtype {y.dtype.name} with fractions.",
                 )
             )
         return checks
@@ -208,82 +227,118 @@ class PoisoningAttack(abc.ABC):
         """Poisons a `tf.data.Dataset` of `(x, y)`; see `transform`."""
         return self.transform(dataset)
 
-    def transform(self, dataset, num_examples=None, batched=None, with_mask=False):
-        """Poisons a `tf.data.Dataset` of `(x, y)` pairs as it streams.
+    def transform(
+        self, dataset, num_examples=None, batched=None, with_mask=False, image_key=None
+    ):
+        """Poisons a `tf.data.Dataset` as it streams.
 
-        Apply the attack before shuffling, sharding or repeating: the
-        poisoned set is then the same whatever the batch size, shuffle
-        order, shard or epoch. Nothing is materialized.
+        Elements may be `(x, y)` or `(x, y, sample_weight)` (weights pass
+        through), with `x` the images or a dict or tuple of inputs of which
+        one holds them. Apply the attack before shuffling, sharding or
+        repeating: the poisoned set is then the same whatever the batch
+        size, shuffle order, shard or epoch, and equals `poison()` on the
+        same arrays. An order- or size-changing op upstream raises.
+        Nothing is materialized.
 
         Args:
-            dataset: a `tf.data.Dataset` whose elements are `(x, y)`,
+            dataset: a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`,
                 unbatched or batched.
-            num_examples: int or `None`, the number of examples in the data
-                set. `None` takes the dataset's cardinality when it is known
-                and unbatched; if the size stays unknown, each example is
-                poisoned independently with probability `rate` instead of
-                exactly `round(rate * n)` examples. Defaults to `None`.
+            num_examples: the number of examples in the data set: an int;
+                `None` to take it from the pipeline (an unbatched stream's
+                cardinality, or the size of what a `batch` op reads), and
+                raise when it cannot; `"count"` to count the examples in
+                one pass over the stream; or `"unknown"` to poison each
+                example independently with probability `rate` instead of
+                exactly `round(rate * n)` of them (no longer the same set
+                as `poison()`). Defaults to `None`.
             batched: bool or `None`, whether elements are batches. `None`
-                infers it from the label's shape. Defaults to `None`.
+                decides from the stream (see `keras_poison.streams`) and
+                raises when the stream reads both ways. Defaults to `None`.
             with_mask: bool, if `True` the elements become `(x, y, mask)`
-                where `mask` says whether the example was changed.
-                Defaults to `False`.
+                (or `(x, y, sample_weight, mask)`) where `mask` says whether
+                the example was changed. Defaults to `False`.
+            image_key: the key (dict) or position (tuple) of the images in a
+                multi-input `x`, or `None` to take the only image-shaped
+                input. Defaults to `None`.
 
         Returns:
             A `tf.data.Dataset` with the same element structure (plus the
             mask when asked), order and cardinality.
         """
-        if not isinstance(dataset, tf.data.Dataset):
-            raise TypeError(
-                "Expected `dataset` to be a tf.data.Dataset of (x, y) pairs. "
-                f"Received: dataset of type {type(dataset).__name__}"
-            )
-        x_spec, y_spec = _pair_spec(dataset.element_spec)
-        if batched is None:
-            batched = _infer_batched(y_spec, self.num_classes)
-        one_hot = _label_is_one_hot(y_spec.shape.rank - int(batched), y_spec)
-        if one_hot:
-            self._check_one_hot_width(one_hot, y_spec.shape[-1])
-        cardinality = int(dataset.cardinality())
-        if num_examples is None and not batched and cardinality >= 0:
-            num_examples = cardinality
-        if num_examples is None and self.uses_dataset_size:
-            warnings.warn(
-                f"{type(self).__name__}: the dataset's size is unknown, so each "
-                "example is poisoned independently at the given rate rather "
-                "than exactly round(rate * n) of them. Pass `num_examples` "
-                "to `transform` for an exact count.",
-                stacklevel=2,
-            )
-        elif num_examples is not None:
-            num_examples = validate_int("num_examples", num_examples, 0)
-        self._check_stream(x_spec, batched, num_examples)
+        name = type(self).__name__
+        layout = streams.describe(
+            dataset,
+            caller=name,
+            batched=batched,
+            image_key=image_key,
+            num_classes=self.num_classes,
+        )
+        streams.check_positional(
+            dataset,
+            caller=name,
+            remedy="Apply the attack first: `ds.apply(attack).shuffle(...)`.",
+        )
+        num_examples = self._resolve_size(dataset, layout, num_examples)
+        image_shape = layout.image_spec.shape[1:] if layout.batched else layout.image_spec.shape
+        self._check_image_spec(tuple(image_shape), layout.image_spec.dtype.as_numpy_dtype)
+        if num_examples is not None:
+            self._check_size(num_examples)
 
-        def poison(index, x, y):
+        block_layout = _as_blocks(layout)
+
+        def poison(index, element):
+            images, labels, rest = block_layout.split(element)
             x_new, y_new, mask = self._poison_block(
-                x, y, index, num_examples, one_hot
+                images, labels, index, num_examples, block_layout
             )
-            return (x_new, y_new, mask) if with_mask else (x_new, y_new)
+            out = block_layout.join(x_new, y_new, rest)
+            return (*out, mask) if with_mask else out
 
-        if batched:
+        if layout.batched:
             return self._transform_batches(dataset, poison)
+
+        cardinality = int(dataset.cardinality())
 
         poisoned = (
             dataset.enumerate()
             .batch(_BLOCK_SIZE)
-            .map(
-                lambda index, element: poison(index, *element),
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
-            )
+            .map(poison, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .unbatch()
         )
         if cardinality >= 0:
             # `unbatch` forgets the size; the attack never changes it.
-            poisoned = poisoned.apply(
-                tf.data.experimental.assert_cardinality(cardinality)
-            )
+            poisoned = poisoned.apply(tf.data.experimental.assert_cardinality(cardinality))
         return poisoned
+
+    def _resolve_size(self, dataset, layout, num_examples):
+        """The data set's size as an int, or `None` for per-example draws."""
+        name = type(self).__name__
+        if isinstance(num_examples, str):
+            if num_examples == COUNT:
+                return streams.count_examples(dataset, layout)
+            if num_examples == UNKNOWN:
+                return None
+            raise ValueError(
+                f"Expected `num_examples` to be an int, None, {COUNT!r} or "
+                f"{UNKNOWN!r}. Received: num_examples={num_examples!r}"
+            )
+        if num_examples is not None:
+            return validate_int("num_examples", num_examples, 0)
+        if layout.batched:
+            size = streams.examples_before_batching(dataset)
+        else:
+            size = int(dataset.cardinality())
+            size = size if size >= 0 else None
+        if size is not None or not self.uses_dataset_size:
+            return size
+        raise ValueError(
+            f"{name}: the dataset's number of examples is unknown, so exactly "
+            "round(rate * n) of them cannot be chosen. Pass "
+            "`num_examples=<int>` to `transform`, `num_examples='count'` to "
+            "count them in one pass, or `num_examples='unknown'` to poison "
+            "each example independently at `rate` (not the same set as "
+            "`poison()`)."
+        )
 
     def _transform_batches(self, dataset, poison):
         """Poisons an already-batched dataset, in place in the pipeline."""
@@ -299,18 +354,18 @@ class PoisoningAttack(abc.ABC):
             # bare pipeline's throughput).
             def poison_in_scan(offset, element):
                 size = batch_size(element)
-                return offset + size, poison(offset + tf.range(size), *element)
+                return offset + size, poison(offset + tf.range(size), element)
 
-            return dataset.scan(tf.constant(0, tf.int64), poison_in_scan)
+            return dataset.scan(tf.constant(0, tf.int64), _packed(poison_in_scan))
 
         def add_offset(offset, element):
             return offset + batch_size(element), (offset, element)
 
         def poison_batch(offset, element):
-            return poison(offset + tf.range(batch_size(element)), *element)
+            return poison(offset + tf.range(batch_size(element)), element)
 
         # Image work is heavy, so it runs in a parallel (ordered) map.
-        return dataset.scan(tf.constant(0, tf.int64), add_offset).map(
+        return dataset.scan(tf.constant(0, tf.int64), _packed(add_offset)).map(
             poison_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
 
@@ -320,11 +375,13 @@ class PoisoningAttack(abc.ABC):
     def poison(self, x, y):
         """Poisons NumPy arrays and says which examples were changed.
 
-        Runs the same computation as the `tf.data` path, with `n = len(x)`.
+        Runs the same computation, with the same checks, as the `tf.data`
+        path, with `n = len(x)`.
 
         Args:
             x: array of images, shape `(n, ...)`.
-            y: array of labels, sparse `(n,)` or one-hot `(n, num_classes)`.
+            y: array of labels: sparse `(n,)`, a column `(n, 1)` or one-hot
+                `(n, num_classes)`.
 
         Returns:
             `(x_poisoned, y_poisoned, mask)`: new arrays with the dtypes and
@@ -343,18 +400,17 @@ class PoisoningAttack(abc.ABC):
                 "Expected `x` and `y` to have the same number of examples. "
                 f"Received: len(x)={len(x)}, len(y)={len(y)}"
             )
-        if y.ndim not in (1, 2):
-            raise ValueError(
-                "Expected `y` to be sparse labels of shape (n,) or one-hot "
-                f"labels of shape (n, num_classes). Received: y.shape={y.shape}"
-            )
-        one_hot = y.ndim == 2
-        self._check_one_hot_width(one_hot, y.shape[-1])
-        labels = np.argmax(y, axis=-1) if one_hot else y
-        self._check_label_values(labels)
-        self._check_images(x)
-
+        label_format, width = streams.array_label_format(y, self.num_classes)
+        layout = streams.StreamLayout(
+            batched=True,
+            label_format=label_format,
+            label_width=width,
+            image_spec=tf.TensorSpec(x.shape, tf.as_dtype(x.dtype)),
+            label_spec=tf.TensorSpec(y.shape, tf.as_dtype(y.dtype)),
+        )
+        self._check_image_spec(x.shape[1:], x.dtype)
         n = len(x)
+        self._check_size(n)
         if n == 0:
             return x.copy(), y.copy(), np.zeros((0,), dtype=bool)
         x_parts, y_parts, mask_parts = [], [], []
@@ -365,7 +421,8 @@ class PoisoningAttack(abc.ABC):
                 tf.constant(y[start:stop]),
                 tf.range(start, stop, dtype=tf.int64),
                 n,
-                one_hot,
+                layout,
+                eager=True,
             )
             x_parts.append(x_new.numpy())
             y_parts.append(y_new.numpy())
@@ -375,37 +432,6 @@ class PoisoningAttack(abc.ABC):
             np.concatenate(y_parts),
             np.concatenate(mask_parts),
         )
-
-    # ------------------------------------------------------------------
-    # Checks shared by both paths.
-
-    def _check_one_hot_width(self, one_hot, width):
-        if one_hot and self.num_classes is not None and width is not None:
-            if width != self.num_classes:
-                raise ValueError(
-                    f"Expected one-hot labels of width num_classes="
-                    f"{self.num_classes}. Received: labels of width {width}"
-                )
-
-    def _check_label_values(self, labels):
-        if labels.size == 0:
-            return
-        if not np.issubdtype(labels.dtype, np.integer):
-            if not np.all(np.mod(labels, 1) == 0):
-                raise ValueError(
-                    "Expected sparse labels to be whole numbers. "
-                    f"Received: labels of dtype {labels.dtype} with fractions"
-                )
-        low, high = labels.min(), labels.max()
-        upper = self.num_classes
-        if low < 0 or (upper is not None and high >= upper):
-            expected = f"[0, {upper})" if upper is not None else ">= 0"
-            bad = low if low < 0 else high
-            raise ValueError(
-                f"Expected labels in {expected}"
-                + (f" (num_classes={upper})" if upper is not None else "")
-                + f". Received: a label {bad}"
-            )
 
     # ------------------------------------------------------------------
     # Serialization.
@@ -431,59 +457,15 @@ def register(cls):
     return keras.saving.register_keras_serializable(package="keras_poison")(cls)
 
 
-def _pair_spec(element_spec):
-    """The `(x, y)` TensorSpecs of a dataset, or a clear TypeError."""
-    if (
-        isinstance(element_spec, (tuple, list))
-        and len(element_spec) == 2
-        and all(isinstance(s, tf.TensorSpec) for s in element_spec)
-    ):
-        return element_spec
-    hint = ""
-    if isinstance(element_spec, dict):
-        hint = (
-            " For a dict dataset (e.g. from tfds without as_supervised=True) "
-            'use dataset.map(lambda d: (d["image"], d["label"])) first.'
-        )
-    raise TypeError(
-        "Expected a dataset whose elements are (x, y) pairs of tensors. "
-        f"Received: element_spec={element_spec}.{hint}"
-    )
+def _as_blocks(layout):
+    """The layout of blocks of an unbatched stream (a batch axis in front)."""
+    return dataclasses.replace(layout, batched=True)
 
 
-def _infer_batched(y_spec, num_classes):
-    """Whether elements are batches, judged from the label's spec."""
-    rank = y_spec.shape.rank
-    if rank is None:
-        raise ValueError(
-            "Cannot tell whether the dataset is batched: the label's rank is "
-            "unknown. Pass `batched=True` or `batched=False` to `transform`."
-        )
-    if rank == 0:
-        return False
-    if rank == 2:
-        return True
-    if rank == 1:
-        width = y_spec.shape[0]
-        # A one-hot row has a fixed width and a float dtype; a batch of
-        # sparse labels has an unknown (or integer-typed) first dimension.
-        if width is None or y_spec.dtype.is_integer:
-            return True
-        # A float vector of num_classes entries is one example's one-hot row.
-        return not (num_classes is None or width == num_classes)
-    raise ValueError(
-        "Expected labels to be sparse (shape () or (batch,)) or one-hot "
-        f"(shape (num_classes,) or (batch, num_classes)). Received: label "
-        f"shape {y_spec.shape}"
-    )
+def _packed(function):
+    """`scan` hands a tuple element over as several arguments; repack them."""
 
+    def wrapper(state, *element):
+        return function(state, element if len(element) > 1 else element[0])
 
-def _label_is_one_hot(example_rank, y_spec):
-    if example_rank == 0:
-        return False
-    if example_rank == 1:
-        return True
-    raise ValueError(
-        "Expected each example's label to be a scalar (sparse) or a vector "
-        f"(one-hot). Received: label spec {y_spec}"
-    )
+    return wrapper

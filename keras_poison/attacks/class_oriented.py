@@ -23,14 +23,15 @@ import abc
 import numpy as np
 import tensorflow as tf
 
+from keras_poison import streams
 from keras_poison._validation import default_value_range
+from keras_poison._validation import renamed_argument
 from keras_poison._validation import to_class_indices
+from keras_poison._validation import validate_class
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_rate
 from keras_poison._validation import validate_value_range
 from keras_poison.attacks import keyed_random
-from keras_poison.attacks.base import _infer_batched
-from keras_poison.attacks.base import _pair_spec
 from keras_poison.attacks.crafting import OBJECTIVES
 from keras_poison.attacks.crafting import SignedGradientCrafter
 from keras_poison.attacks.crafting import logit_function
@@ -55,7 +56,7 @@ class ClassOrientedPoison(abc.ABC):
         steps,
         lam,
         objective,
-        clip_values,
+        value_range,
         rate,
         count,
         keep_clean,
@@ -88,7 +89,7 @@ class ClassOrientedPoison(abc.ABC):
                 f"Received: objective={objective!r}"
             )
         self.objective = objective
-        self.clip_values = validate_value_range("clip_values", clip_values)
+        self.value_range = validate_value_range("value_range", value_range)
         if count is None:
             if rate is None:
                 raise ValueError("Expected one of `rate` or `count`. Received neither")
@@ -144,7 +145,7 @@ class ClassOrientedPoison(abc.ABC):
             "steps": self.steps,
             "lam": self.lam,
             "objective": self.objective,
-            "clip_values": None if self.clip_values is None else list(self.clip_values),
+            "value_range": None if self.value_range is None else list(self.value_range),
             "rate": self.rate,
             "count": self.count,
             "keep_clean": self.keep_clean,
@@ -157,7 +158,14 @@ class ClassOrientedPoison(abc.ABC):
 
     @classmethod
     def from_config(cls, config, model):
-        """Re-creates the attack against `model` from `get_config()`."""
+        """Re-creates the attack against `model` from `get_config()`.
+
+        Configs saved before `clip_values` was renamed `value_range` (in a
+        `PoisonSet`'s `config`, say) still load.
+        """
+        config = dict(config)
+        if "clip_values" in config and "value_range" not in config:
+            config["value_range"] = config.pop("clip_values")
         return cls(model, **config)
 
     def __repr__(self):
@@ -171,7 +179,7 @@ class ClassOrientedPoison(abc.ABC):
         """Crafts a poison from every seed `(x[i], y[i])`.
 
         Args:
-            x: array of seed images `(m, ...)`, inside `clip_values`.
+            x: array of seed images `(m, ...)`, inside `value_range`.
             y: their true labels, sparse `(m,)` or one-hot `(m, K)`.
             indices: int array `(m,)` or `None`, where the seeds sit in
                 their data set (recorded as the poisons' `source_indices`).
@@ -203,12 +211,12 @@ class ClassOrientedPoison(abc.ABC):
                 f"Expected labels in [0, {self.num_classes}) (the model's "
                 f"classes). Received: labels from {labels.min()} to {labels.max()}"
             )
-        low, high = self._clip_values_for(x)
+        low, high = self._value_range_for(x)
         if x.size and (x.min() < low or x.max() > high):
             raise ValueError(
-                f"Expected seed images inside clip_values=({low}, {high}). "
+                f"Expected seed images inside value_range=({low}, {high}). "
                 f"Received: values from {x.min()} to {x.max()}. Pass the "
-                "images' valid range as `clip_values`."
+                "images' valid range as `value_range`."
             )
         self._check_seed_labels(labels)
         target, ascend, poison_labels = self._plan(labels)
@@ -230,9 +238,9 @@ class ClassOrientedPoison(abc.ABC):
             config={"attack": type(self).__name__, **self.get_config()},
         )
 
-    def _crafter(self, model, clip_values):
+    def _crafter(self, model, value_range):
         model = self.model if model is None else model
-        key = (id(model), clip_values)
+        key = (id(model), value_range)
         if key not in self._crafters:
             logits_fn = (
                 self._logits_fn
@@ -245,13 +253,13 @@ class ClassOrientedPoison(abc.ABC):
                 self.steps,
                 self.lam,
                 self.objective,
-                clip_values,
+                value_range,
             )
         return self._crafters[key]
 
-    def _clip_values_for(self, x):
-        if self.clip_values is not None:
-            return self.clip_values
+    def _value_range_for(self, x):
+        if self.value_range is not None:
+            return self.value_range
         return default_value_range(x.dtype)
 
     # ------------------------------------------------------------------
@@ -303,7 +311,7 @@ class ClassOrientedPoison(abc.ABC):
     def __call__(self, dataset):
         return self.transform(dataset)
 
-    def transform(self, dataset, batched=None, with_mask=False):
+    def transform(self, dataset, batched=None, with_mask=False, image_key=None):
         """Crafts poisons from a `tf.data.Dataset` and injects them.
 
         The dataset is read twice up front: once for its labels (to select
@@ -315,31 +323,43 @@ class ClassOrientedPoison(abc.ABC):
         before shuffling.
 
         Args:
-            dataset: a `tf.data.Dataset` of `(x, y)`, batched or not.
+            dataset: a `tf.data.Dataset` of `(x, y)` or `(x, y, sample_weight)`,
+                batched or not.
             batched: bool or `None`, whether elements are batches. `None`
                 infers it from the label's shape. Defaults to `None`.
             with_mask: bool, if `True` elements become `(x, y, mask)`.
                 Defaults to `False`.
+            image_key: where the images sit in a dict or tuple `x`, or
+                `None` for the only image-shaped input. Defaults to `None`.
 
         Returns:
             The poisoned `tf.data.Dataset`.
         """
-        if not isinstance(dataset, tf.data.Dataset):
-            raise TypeError(
-                "Expected `dataset` to be a tf.data.Dataset of (x, y) pairs. "
-                f"Received: dataset of type {type(dataset).__name__}"
-            )
-        examples = dataset.unbatch() if _is_batched(dataset, batched) else dataset
-        labels = np.array(
-            [label for label in examples.map(lambda x, y: y).as_numpy_iterator()]
+        name = type(self).__name__
+        layout = streams.describe(
+            dataset, caller=name, batched=batched, image_key=image_key,
+            num_classes=self.num_classes,
         )
+        streams.check_positional(
+            dataset,
+            caller=name,
+            remedy="Apply the attack first: `ds.apply(attack).shuffle(...)`.",
+        )
+        examples = dataset.unbatch() if layout.batched else dataset
+
+        def images_and_labels(*element):
+            images, labels, _ = layout.split(element)
+            return images, labels
+
+        pairs = examples.map(images_and_labels)
+        labels = np.array([label for _, label in pairs.as_numpy_iterator()])
         chosen = self.select_seeds(labels)
         expected_seed_labels = to_class_indices(labels, "y")[0][chosen]
         is_chosen = np.zeros(len(labels), bool)
         is_chosen[chosen] = True
         is_chosen = tf.constant(is_chosen)
         seeds = (
-            examples.enumerate()
+            pairs.enumerate()
             .filter(lambda i, element: tf.gather(is_chosen, i))
             .map(lambda i, element: element)
             .batch(max(len(chosen), 1))
@@ -352,14 +372,18 @@ class ClassOrientedPoison(abc.ABC):
             )
         injection = self._prepare_injection(seed_images, seed_labels, chosen)
         return injection.transform(
-            dataset, num_examples=len(labels), batched=batched, with_mask=with_mask
+            dataset,
+            num_examples=len(labels),
+            batched=layout.batched,
+            with_mask=with_mask,
+            image_key=image_key,
         )
 
     def poison(self, x, y):
         """Crafts poisons from arrays and injects them; returns `(x, y, mask)`.
 
         Args:
-            x: images `(n, ...)` inside `clip_values`.
+            x: images `(n, ...)` inside `value_range`.
             y: labels, sparse `(n,)` or one-hot `(n, K)`.
 
         Returns:
@@ -444,9 +468,10 @@ class SupplanterPoison(ClassOrientedPoison):
             `1.0` (the paper's setting).
         objective: `"two_logit"` (eq. 14) or `"all_logits"` (eq. 11).
             Defaults to `"two_logit"`.
-        clip_values: `(low, high)` valid image range, or `None` for
-            `(0, 255)` with integer images and `(0, 1)` otherwise.
-            Defaults to `None`.
+        value_range: `(low, high)`, the images' valid range (Keras'
+            name): every poison is kept inside it and seeds outside it are
+            refused. `None` means `(0, 255)` for integer images and
+            `(0, 1)` otherwise. Defaults to `None`.
         rate: float in (0, 1], the fraction α of the data set replaced by
             poisons (the set attack). `None` means `0.1` unless `count`
             is given. Defaults to `None`.
@@ -462,6 +487,8 @@ class SupplanterPoison(ClassOrientedPoison):
         batch_size: int, images per crafting batch. Defaults to `128`.
         seed: int, keys which examples are chosen as seeds. Defaults to `0`.
         verbose: 0 silent, 1 a progress bar while crafting. Defaults to `0`.
+        clip_values: deprecated alias of `value_range` (warns with a
+            `DeprecationWarning`). Defaults to `None`.
 
     Example:
 
@@ -479,11 +506,12 @@ class SupplanterPoison(ClassOrientedPoison):
         self,
         model,
         supplanter,
+        *,
         epsilon=0.3,
         steps=10,
         lam=1.0,
         objective="two_logit",
-        clip_values=None,
+        value_range=None,
         rate=None,
         count=None,
         keep_clean=True,
@@ -492,14 +520,20 @@ class SupplanterPoison(ClassOrientedPoison):
         batch_size=128,
         seed=0,
         verbose=0,
+        clip_values=None,
     ):
+        value_range = renamed_argument(
+            "SupplanterPoison", "value_range", value_range, "clip_values", clip_values
+        )
         if rate is None and count is None:
             rate = 0.1
         super().__init__(
-            model, epsilon, steps, lam, objective, clip_values, rate, count,
+            model, epsilon, steps, lam, objective, value_range, rate, count,
             keep_clean, from_logits, logits_layer, batch_size, seed, verbose,
         )
-        self.supplanter = _validate_class("supplanter", supplanter, self.num_classes)
+        self.supplanter = validate_class(
+            "supplanter", supplanter, self.num_classes, hint=" (the model's classes)"
+        )
 
     def _eligible_classes(self):
         return [k for k in range(self.num_classes) if k != self.supplanter]
@@ -551,9 +585,10 @@ class VictimPoison(ClassOrientedPoison):
             `1.0` (the paper's setting).
         objective: `"two_logit"` (eq. 14) or `"all_logits"` (eq. 11).
             Defaults to `"two_logit"`.
-        clip_values: `(low, high)` valid image range, or `None` for
-            `(0, 255)` with integer images and `(0, 1)` otherwise.
-            Defaults to `None`.
+        value_range: `(low, high)`, the images' valid range (Keras'
+            name): every poison is kept inside it and seeds outside it are
+            refused. `None` means `(0, 255)` for integer images and
+            `(0, 1)` otherwise. Defaults to `None`.
         rate: float in (0, 1], the fraction α of the data set replaced by
             poisons. `None` means `0.5` (the paper's Table 3) unless
             `count` is given. Defaults to `None`.
@@ -568,6 +603,8 @@ class VictimPoison(ClassOrientedPoison):
         batch_size: int, images per crafting batch. Defaults to `128`.
         seed: int, keys which examples are chosen as seeds. Defaults to `0`.
         verbose: 0 silent, 1 a progress bar while crafting. Defaults to `0`.
+        clip_values: deprecated alias of `value_range` (warns with a
+            `DeprecationWarning`). Defaults to `None`.
 
     Example:
 
@@ -590,11 +627,12 @@ class VictimPoison(ClassOrientedPoison):
         model,
         victim,
         poison_label,
+        *,
         epsilon=0.3,
         steps=10,
         lam=1.0,
         objective="two_logit",
-        clip_values=None,
+        value_range=None,
         rate=None,
         count=None,
         keep_clean=True,
@@ -603,15 +641,22 @@ class VictimPoison(ClassOrientedPoison):
         batch_size=128,
         seed=0,
         verbose=0,
+        clip_values=None,
     ):
+        value_range = renamed_argument(
+            "VictimPoison", "value_range", value_range, "clip_values", clip_values
+        )
         if rate is None and count is None:
             rate = 0.5
         super().__init__(
-            model, epsilon, steps, lam, objective, clip_values, rate, count,
+            model, epsilon, steps, lam, objective, value_range, rate, count,
             keep_clean, from_logits, logits_layer, batch_size, seed, verbose,
         )
-        self.victim = _validate_class("victim", victim, self.num_classes)
-        self.poison_label = _validate_class("poison_label", poison_label, self.num_classes)
+        hint = " (the model's classes)"
+        self.victim = validate_class("victim", victim, self.num_classes, hint=hint)
+        self.poison_label = validate_class(
+            "poison_label", poison_label, self.num_classes, hint=hint
+        )
         if self.poison_label == self.victim:
             raise ValueError(
                 "Expected `poison_label` to differ from `victim`. Received: "
@@ -669,20 +714,6 @@ def _first_position(ordered, labels, k):
     return hits[0] if len(hits) else len(ordered)
 
 
-def _validate_class(name, value, num_classes):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"Expected `{name}` to be a class index in [0, {num_classes}). "
-            f"Received: {name}={value!r}"
-        )
-    if not 0 <= value < num_classes:
-        raise ValueError(
-            f"Expected `{name}` in [0, {num_classes}) (the model's classes). "
-            f"Received: {name}={value}"
-        )
-    return int(value)
-
-
 def _logit_width(model):
     shape = model.outputs[0].shape if getattr(model, "outputs", None) else model.output_shape
     width = shape[-1]
@@ -699,10 +730,3 @@ def _to_dtype(images, dtype, low, high):
     if np.issubdtype(dtype, np.integer):
         images = np.clip(np.round(images), low, high)
     return images.astype(dtype)
-
-
-def _is_batched(dataset, batched):
-    if batched is not None:
-        return bool(batched)
-    _, y_spec = _pair_spec(dataset.element_spec)
-    return _infer_batched(y_spec, num_classes=None)

@@ -14,6 +14,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from keras_poison import streams
 from keras_poison.attacks.base import PoisoningAttack
 from keras_poison.attacks.base import register
 
@@ -268,22 +269,21 @@ class InjectPoisons(PoisoningAttack):
         labels_new = tf.where(replaced, tf.gather(self._labels, row), labels)
         return x_new, labels_new
 
-    def _check_images(self, x):
-        self._check_image_spec(x.shape[1:], x.dtype, len(x))
-
-    def _check_image_spec(self, shape, dtype, num_examples):
+    def _check_image_spec(self, image_shape, dtype):
         expected = self.poisons.images.shape[1:]
-        if tuple(shape) != tuple(expected):
+        if tuple(image_shape) != tuple(expected):
             raise ValueError(
                 f"Expected images of shape {expected} like the poisons. "
-                f"Received: images of shape {tuple(shape)}"
+                f"Received: images of shape {tuple(image_shape)}"
             )
         if np.dtype(dtype) != self.poisons.images.dtype:
             raise ValueError(
                 f"Expected images of dtype {self.poisons.images.dtype} like the "
                 f"poisons. Received: images of dtype {np.dtype(dtype)}"
             )
-        if num_examples is not None and len(self.poisons):
+
+    def _check_size(self, num_examples):
+        if len(self.poisons):
             largest = int(self.poisons.source_indices.max())
             if largest >= num_examples:
                 raise ValueError(
@@ -291,23 +291,27 @@ class InjectPoisons(PoisoningAttack):
                     f"of examples ({num_examples}). Received: source index {largest}"
                 )
 
-    def _check_stream(self, x_spec, batched, num_examples):
-        if batched and not self.keep_clean:
-            raise ValueError(
-                "Expected an unbatched dataset with keep_clean=False (the "
-                "poisons are taken out one by one). Apply InjectPoisons before "
-                "`batch`."
-            )
-        shape = x_spec.shape[1:] if batched else x_spec.shape
-        self._check_image_spec(shape, x_spec.dtype.as_numpy_dtype, num_examples)
-
-    def transform(self, dataset, num_examples=None, batched=None, with_mask=False):
+    def transform(
+        self, dataset, num_examples=None, batched=None, with_mask=False, image_key=None
+    ):
         """Injects the poisons into a `tf.data.Dataset`; see `PoisoningAttack`.
 
         With `keep_clean=False` (unbatched datasets only) the result holds
         the poisons alone, in stream order.
         """
-        poisoned = super().transform(dataset, num_examples, batched, with_mask)
+        if not self.keep_clean:
+            layout = streams.describe(
+                dataset, caller="InjectPoisons", batched=batched, image_key=image_key
+            )
+            if layout.batched:
+                raise ValueError(
+                    "Expected an unbatched dataset with keep_clean=False (the "
+                    "poisons are taken out one by one). Apply InjectPoisons before "
+                    "`batch`."
+                )
+        poisoned = super().transform(
+            dataset, num_examples, batched, with_mask, image_key=image_key
+        )
         if self.keep_clean:
             return poisoned
         only = poisoned.enumerate().filter(

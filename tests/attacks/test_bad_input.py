@@ -77,10 +77,10 @@ def test_x_and_y_of_different_lengths_are_rejected():
     "element",
     [
         lambda: tf.data.Dataset.from_tensor_slices(X),
-        lambda: tf.data.Dataset.from_tensor_slices((X, Y, Y)),
+        lambda: tf.data.Dataset.from_tensor_slices((X, Y, Y, Y)),
         lambda: tf.data.Dataset.from_tensor_slices({"image": X, "label": Y}),
     ],
-    ids=["x_only", "triple", "dict"],
+    ids=["x_only", "quadruple", "dict"],
 )
 def test_dataset_whose_elements_are_not_pairs_is_rejected(element):
     with pytest.raises(TypeError, match=r"\(x, y\) pairs"):

@@ -197,11 +197,11 @@ def test_all_logits_objective_lowers_every_other_logit():
     np.testing.assert_allclose(poisons.images, np.clip(x - 0.03 * direction, 0, 1), atol=1e-6)
 
 
-def test_poisons_stay_in_clip_values_and_budget():
+def test_poisons_stay_in_value_range_and_budget():
     model = mlp()
     x, y = data(40)
     attack = SupplanterPoison(
-        model, 1, epsilon=0.1, steps=5, rate=1.0, clip_values=(0.1, 0.9)
+        model, 1, epsilon=0.1, steps=5, rate=1.0, value_range=(0.1, 0.9)
     )
     keep = y != 1
     poisons = attack.craft(x[keep], y[keep])
@@ -301,7 +301,7 @@ def test_shuffled_input_is_rejected():
     model = mlp()
     x, y = data(40)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(40, seed=None)
-    with pytest.raises(ValueError, match="before `shuffle`"):
+    with pytest.raises(ValueError, match="`shuffle`.*Apply the attack first"):
         SupplanterPoison(model, 0, epsilon=0.05, steps=1, rate=0.5).transform(ds)
 
 
@@ -325,6 +325,68 @@ def test_config_round_trip_rebuilds_an_equal_attack():
     assert again.get_config() == attack.get_config()
     x, y = data(40)
     np.testing.assert_array_equal(again.poison(x, y)[0], attack.poison(x, y)[0])
+
+
+# ----------------------------------------------------------------------
+# `clip_values` was renamed `value_range` (the library's and Keras' name).
+
+
+@pytest.mark.parametrize("cls,args", [(SupplanterPoison, (1,)), (VictimPoison, (1, 2))])
+def test_value_range_is_the_argument_and_config_name(cls, args):
+    attack = cls(mlp(), *args, value_range=(0.1, 0.9))
+    assert attack.value_range == (0.1, 0.9)
+    config = attack.get_config()
+    assert config["value_range"] == [0.1, 0.9] and "clip_values" not in config
+
+
+@pytest.mark.parametrize("cls,args", [(SupplanterPoison, (1,)), (VictimPoison, (1, 2))])
+def test_clip_values_still_works_and_warns_that_it_is_deprecated(cls, args):
+    model = mlp()
+    with pytest.warns(DeprecationWarning, match="`clip_values` is deprecated.*`value_range`"):
+        old = cls(model, *args, epsilon=0.1, steps=2, rate=0.5, clip_values=(0.1, 0.9))
+    new = cls(model, *args, epsilon=0.1, steps=2, rate=0.5, value_range=(0.1, 0.9))
+    assert old.get_config() == new.get_config()
+    x, y = data(40)
+    x = np.clip(x, 0.1, 0.9)
+    np.testing.assert_array_equal(old.poison(x, y)[0], new.poison(x, y)[0])
+
+
+def test_clip_values_and_value_range_together_is_an_error():
+    with pytest.raises(TypeError, match="both `value_range` and its deprecated alias"):
+        SupplanterPoison(mlp(), 1, value_range=(0, 1), clip_values=(0, 1))
+
+
+def test_config_saved_with_clip_values_still_loads():
+    # What get_config() wrote (and PoisonSets recorded) before the rename.
+    model = mlp()
+    config = SupplanterPoison(model, 1, epsilon=0.2, steps=3, seed=4).get_config()
+    config.pop("value_range")
+    config["clip_values"] = [0.1, 0.9]
+    attack = SupplanterPoison.from_config(config, model)
+    assert attack.value_range == (0.1, 0.9)
+    assert attack.get_config()["value_range"] == [0.1, 0.9]
+
+
+def test_signed_gradient_crafter_takes_value_range_and_the_old_name():
+    logits = logit_function(linear())
+    crafter = SignedGradientCrafter(logits, 0.1, 1, 1.0, "two_logit", value_range=(0.2, 0.8))
+    assert crafter.value_range == (0.2, 0.8)
+    with pytest.warns(DeprecationWarning, match="`clip_values` is deprecated"):
+        old = SignedGradientCrafter(logits, 0.1, 1, 1.0, "two_logit", clip_values=(0.2, 0.8))
+    assert (old.clip_low, old.clip_high) == (0.2, 0.8)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda model: SupplanterPoison(model, 1, 0.3),
+        lambda model: VictimPoison(model, 1, 2, 0.3),
+    ],
+    ids=["supplanter", "victim"],
+)
+def test_crafting_hyper_parameters_are_keyword_only(build):
+    with pytest.raises(TypeError, match="positional"):
+        build(mlp())
 
 
 # ----------------------------------------------------------------------

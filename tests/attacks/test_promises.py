@@ -212,14 +212,41 @@ def test_config_round_trips_through_json_and_keras_serialization(make_attack):
         np.testing.assert_array_equal(a, b)
 
 
-def test_unknown_size_falls_back_to_per_example_draws(make_attack):
+def _generator_stream(x, y):
+    """A stream whose size tf.data cannot know."""
+    return tf.data.Dataset.from_generator(
+        lambda: iter(zip(x, y)),
+        output_signature=(
+            tf.TensorSpec(x.shape[1:], tf.as_dtype(x.dtype)),
+            tf.TensorSpec((), tf.as_dtype(y.dtype)),
+        ),
+    )
+
+
+def test_unknown_size_is_an_error_that_names_num_examples(make_attack):
+    x, y = make_data()
+    with pytest.raises(ValueError, match="num_examples='count'"):
+        make_attack().transform(_generator_stream(x, y))
+
+
+def test_counting_pass_gives_the_exact_poisoned_set(make_attack):
+    attack = make_attack()
+    x, y = make_data()
+    x_p, y_p, mask = attack.poison(x, y)
+    x_t, y_t, mask_t = collect(
+        attack.transform(_generator_stream(x, y), num_examples="count", with_mask=True)
+    )
+    np.testing.assert_array_equal(x_t, x_p)
+    np.testing.assert_array_equal(y_t, y_p)
+    np.testing.assert_array_equal(mask_t, mask)
+
+
+def test_unknown_size_on_request_draws_per_example(make_attack):
     x, y = make_data()
     attack = make_attack()
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).filter(lambda *_: True)
-    with pytest.warns(UserWarning, match="num_examples"):
-        poisoned = attack.transform(ds, with_mask=True)
-    _, _, mask = collect(poisoned)
+    ds = _generator_stream(x, y)
+    _, _, mask = collect(attack.transform(ds, num_examples="unknown", with_mask=True))
     # Deterministic, and in the right ballpark of the rate.
-    _, _, again = collect(attack.transform(ds, with_mask=True))
+    _, _, again = collect(attack.transform(ds, num_examples="unknown", with_mask=True))
     np.testing.assert_array_equal(mask, again)
     assert 0 < mask.sum() < N

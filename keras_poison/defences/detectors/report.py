@@ -20,6 +20,8 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as sk_metrics
 
+from keras_poison.content_keys import content_keys
+
 _FORMAT_VERSION = 1
 
 
@@ -67,6 +69,10 @@ class DetectionReport:
             Defaults to `"unknown"`.
         details: dict of JSON-serializable extras (thresholds, per-class
             statistics). Defaults to `None`.
+        content_keys: int64 array `(n,)` or `None`, each example's content
+            key (`keras_poison.content_keys`), so `Sanitize(report,
+            key="content")` finds the flagged examples in any order; see
+            `with_content_keys`. Defaults to `None`.
 
     Example:
 
@@ -89,6 +95,7 @@ class DetectionReport:
         given_labels=None,
         detector="unknown",
         details=None,
+        content_keys=None,
     ):
         self.scores = _as_vector("scores", scores, np.float64)
         if not np.all(np.isfinite(self.scores)):
@@ -102,6 +109,43 @@ class DetectionReport:
         self.details = dict(details or {})
         # Fail now, not at save time, if the details cannot be written.
         json.dumps(self.details)
+        self.content_keys = None
+        if content_keys is not None:
+            keys = np.asarray(content_keys)
+            if keys.shape != (len(self.scores),) or keys.dtype != np.int64:
+                raise ValueError(
+                    f"Expected `content_keys` to be int64 of shape ({len(self.scores)},). "
+                    f"Received: shape {keys.shape}, dtype {keys.dtype}"
+                )
+            self.content_keys = keys
+
+    def with_content_keys(self, x, y):
+        """A copy of the report that knows each example by its content.
+
+        Args:
+            x: the images the detector was given, in the dtype the stream
+                to sanitize carries.
+            y: their labels (any format).
+
+        Returns:
+            A `DetectionReport` with `content_keys` set, for
+            `Sanitize(report, key="content")`.
+        """
+        keys = content_keys(x, y)
+        if len(keys) != self.num_examples:
+            raise ValueError(
+                f"Expected the {self.num_examples} examples the report was made on. "
+                f"Received: {len(keys)} examples"
+            )
+        return DetectionReport(
+            self.scores,
+            self.flagged,
+            self.suggested_labels,
+            self.given_labels,
+            self.detector,
+            self.details,
+            content_keys=keys,
+        )
 
     @property
     def num_examples(self):
@@ -165,6 +209,7 @@ class DetectionReport:
             self.given_labels,
             self.detector,
             self.details,
+            self.content_keys,
         )
 
     # ------------------------------------------------------------------
@@ -183,6 +228,8 @@ class DetectionReport:
             arrays["suggested_labels"] = self.suggested_labels
         if self.given_labels is not None:
             arrays["given_labels"] = self.given_labels
+        if self.content_keys is not None:
+            arrays["content_keys"] = self.content_keys
         with open(path, "wb") as file:
             np.savez_compressed(file, **arrays)
 
@@ -215,6 +262,7 @@ class DetectionReport:
             arrays.get("given_labels"),
             str(arrays.get("detector", "unknown")),
             json.loads(str(arrays.get("details", "{}"))),
+            arrays.get("content_keys"),
         )
 
     def __repr__(self):

@@ -1,0 +1,536 @@
+"""How a `tf.data` stream is laid out, read from facts and never guessed.
+
+Every transform of the library that acts on a user's stream (the attacks,
+`Sanitize`) first asks this module three questions about it:
+
+* **What is an element?** `(x, y)` or `(x, y, sample_weight)`, the element
+  structures Keras' `fit` accepts, with `x` a tensor or, for a multi-input
+  model, a dict or tuple of tensors of which one holds the images
+  (`image_key=`, or the only image-shaped entry).
+* **Is it batched, and how are labels written?** Sparse `()`, a column
+  `(1,)` (what `keras.datasets.cifar10.load_data()` returns) or one-hot
+  `(num_classes,)`, per example. This is decided from facts that cannot be
+  read two ways: the label's rank, the image's rank (a rank-4 image tensor
+  is a batch, a rank-1 one a single flat example), a first axis the image
+  and the label do not share (so it is no batch axis), and the pipeline
+  itself (a `batch` op after the last `unbatch`, or elements that come
+  straight from `from_tensor_slices`, a file reader or `range`). A stream
+  that none of these settles raises, naming the argument (`batched=`) that
+  does.
+* **Is the order the one the data has?** Transforms keyed on an example's
+  position must see the examples in the data's own order, once each. An
+  order- or size-changing op upstream (`shuffle`, `repeat`, `shard`,
+  `filter`, a non-deterministic parallel `map`/`interleave`,
+  `sample_from_datasets`, `group_by_window`, tf.data service) is found by
+  walking the pipeline, and raises with a message that says where to move
+  the transform. Shuffling inside a Python generator, or files read in an
+  order that changes between runs, happen outside tf.data and cannot be seen.
+
+`StreamLayout.split` and `StreamLayout.join` take an element apart into
+`(images, labels, rest)` and put it back, so a transform touches only the
+images and labels and everything else passes through untouched.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+SPARSE = "sparse"
+COLUMN = "column"
+ONE_HOT = "one_hot"
+LABEL_FORMATS = (SPARSE, COLUMN, ONE_HOT)
+
+# Pipeline ops that put examples in another order, repeat or drop them.
+# (tf.data class name -> what the user wrote.)
+_ORDER_CHANGING = {
+    "_ShuffleDataset": "shuffle",
+    "_ShardDataset": "shard",
+    "_FilterDataset": "filter",
+    "_DirectedInterleaveDataset": "sample_from_datasets / choose_from_datasets",
+    "_GroupByWindowDataset": "group_by_window / bucket_by_sequence_length",
+    "_GroupByReducerDataset": "group_by_reducer",
+    "_RejectionResampleDataset": "rejection_resample",
+    "_DataServiceDataset": "tf.data.experimental.service.distribute",
+    "_RandomDataset": "Dataset.random",
+}
+_BATCHING = (
+    "_BatchDataset",
+    "_PaddedBatchDataset",
+    "_ParallelBatchDataset",
+    "_MapAndBatchDataset",
+    "_RebatchDataset",
+    "_DenseToSparseBatchDataset",
+)
+# Sources whose elements are single rows: what comes out is one example.
+_ROW_SOURCES = (
+    "_TensorSliceDataset",
+    "_SparseTensorSliceDataset",
+    "_RangeDataset",
+    "TFRecordDatasetV2",
+    "TextLineDatasetV2",
+    "FixedLengthRecordDatasetV2",
+    "_TFRecordDataset",
+    "_TextLineDataset",
+    "_FixedLengthRecordDataset",
+)
+# Ops that neither batch nor unbatch, whatever their element is.
+_PASS_THROUGH = (
+    "_MapDataset",
+    "_ParallelMapDataset",
+    "_PrefetchDataset",
+    "CacheDataset",
+    "_CacheDataset",
+    "_MemoryCacheDataset",
+    "_OptionsDataset",
+    "_AssertCardinalityDataset",
+    "_TakeDataset",
+    "_SkipDataset",
+    "_RepeatDataset",
+    "_ShuffleDataset",
+    "_ShardDataset",
+    "_FilterDataset",
+    "_RestructuredDataset",
+    "_ModelDataset",
+    "_MaxIntraOpParallelismDataset",
+    "_PrivateThreadPoolDataset",
+    "_IgnoreErrorsDataset",
+    "_TakeWhileDataset",
+    "_ScanDataset",
+    "DatasetV1Adapter",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamLayout:
+    """What an element of a stream is, and how to take it apart.
+
+    Attributes:
+        batched: whether elements are batches of examples.
+        label_format: `"sparse"` (one class index per example), `"column"`
+            (a `(1,)` vector per example, as from `keras.datasets`) or
+            `"one_hot"` (a `(num_classes,)` row per example).
+        label_width: the one-hot width, or `None` for the other formats.
+        image_spec: the `tf.TensorSpec` of the images (batched or not).
+        label_spec: the `tf.TensorSpec` of the labels.
+        arity: 2 for `(x, y)`, 3 for `(x, y, sample_weight)`.
+        image_key: where the images sit inside a dict or tuple `x`, or
+            `None` when `x` is the images.
+    """
+
+    batched: bool
+    label_format: str
+    label_width: int
+    image_spec: tf.TensorSpec
+    label_spec: tf.TensorSpec
+    arity: int = 2
+    image_key: object = None
+
+    def split(self, element):
+        """`(images, labels, rest)` of one element (TensorFlow values)."""
+        x, y = element[0], element[1]
+        images = x if self.image_key is None else x[self.image_key]
+        return images, y, (x, tuple(element[2:]))
+
+    def join(self, images, labels, rest):
+        """The element with its images and labels replaced."""
+        x, extras = rest
+        if self.image_key is not None:
+            if isinstance(x, dict):
+                x = {**x, self.image_key: images}
+            else:
+                x = type(x)(
+                    images if i == self.image_key else part for i, part in enumerate(x)
+                )
+        else:
+            x = images
+        return (x, labels, *extras)
+
+    def class_indices(self, labels):
+        """int32 class indices, `(B,)` or `()`, of labels in this format."""
+        if self.label_format == ONE_HOT:
+            return tf.argmax(labels, axis=-1, output_type=tf.int32)
+        if self.label_format == COLUMN:
+            labels = labels[..., 0]
+        return tf.cast(labels, tf.int32)
+
+    def write_labels(self, labels, new_indices, changed):
+        """`labels` with the `changed` examples set to `new_indices`.
+
+        Keeps the format, dtype and shape; untouched labels are the very
+        same values.
+        """
+        if self.label_format == ONE_HOT:
+            rows = tf.one_hot(new_indices, tf.shape(labels)[-1], dtype=labels.dtype)
+            return tf.where(changed[..., None], rows, labels)
+        if self.label_format == COLUMN:
+            new = tf.cast(new_indices, labels.dtype)[..., None]
+            return tf.where(changed[..., None], new, labels)
+        return tf.where(changed, tf.cast(new_indices, labels.dtype), labels)
+
+
+def array_label_format(y, num_classes=None, name="y"):
+    """The format of NumPy labels `(n,)`, `(n, 1)` or `(n, K)`, or a clear error.
+
+    Returns:
+        `(label_format, label_width)` as in `StreamLayout`.
+    """
+    y = np.asarray(y)
+    return _example_label_format(y.shape[1:], y.dtype, num_classes, name)
+
+
+def _example_label_format(example_shape, dtype, num_classes, name="y"):
+    example_shape = tuple(example_shape)
+    if not (np.issubdtype(np.dtype(dtype), np.number) or np.dtype(dtype) == bool):
+        raise TypeError(
+            f"Expected `{name}` to hold class indices or one-hot rows. "
+            f"Received: labels of dtype {np.dtype(dtype)}"
+        )
+    if example_shape == ():
+        return SPARSE, None
+    if example_shape == (1,):
+        return COLUMN, None
+    if len(example_shape) == 1:
+        width = example_shape[0]
+        if width is None:
+            raise ValueError(
+                f"Expected one-hot labels of a known width. Received: labels "
+                f"of shape (batch, None) in `{name}`; set the width with "
+                "`dataset.map` or `tf.ensure_shape`."
+            )
+        if num_classes is not None and width != num_classes:
+            raise ValueError(
+                f"Expected one-hot labels of width num_classes={num_classes}. "
+                f"Received: labels of width {width}"
+            )
+        return ONE_HOT, int(width)
+    raise ValueError(
+        f"Expected each example's label `{name}` to be sparse (shape ()), a "
+        f"column (shape (1,)) or one-hot (shape (num_classes,)). Received: "
+        f"a label of shape {example_shape}"
+    )
+
+
+def describe(dataset, *, caller, batched=None, image_key=None, num_classes=None):
+    """The `StreamLayout` of a dataset, or an error that says what to pass.
+
+    Args:
+        dataset: the `tf.data.Dataset` a transform is applied to.
+        caller: the transform's name, for error messages.
+        batched: `True`, `False` or `None` (decide from the stream's facts).
+        image_key: the key (dict) or position (tuple) of the images inside
+            a multi-input `x`, or `None` to take the only image-shaped one.
+        num_classes: the number of classes, or `None`, checked against a
+            one-hot width.
+
+    Returns:
+        A `StreamLayout`.
+    """
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(
+            f"Expected `dataset` to be a tf.data.Dataset of (x, y) pairs. "
+            f"Received: dataset of type {type(dataset).__name__}"
+        )
+    spec = dataset.element_spec
+    if not (isinstance(spec, (tuple, list)) and len(spec) in (2, 3)):
+        hint = ""
+        if isinstance(spec, dict):
+            hint = (
+                " For a dict dataset (e.g. from tfds without as_supervised=True) "
+                'use dataset.map(lambda d: (d["image"], d["label"])) first.'
+            )
+        raise TypeError(
+            f"{caller}: expected a dataset whose elements are (x, y) pairs or "
+            f"(x, y, sample_weight) triples, as Keras' fit takes. Received: "
+            f"element_spec={spec}.{hint}"
+        )
+    x_spec, y_spec = spec[0], spec[1]
+    for extra in spec[2:]:
+        if not isinstance(extra, tf.TensorSpec):
+            raise TypeError(
+                f"{caller}: expected sample weights to be a tensor. Received: "
+                f"element_spec={spec}"
+            )
+    if not isinstance(y_spec, tf.TensorSpec):
+        raise TypeError(
+            f"{caller}: expected the labels (the element's second part) to be "
+            f"a tensor. Received: {y_spec}"
+        )
+    if batched is not None and not isinstance(batched, bool):
+        raise TypeError(f"Expected `batched` to be a bool or None. Received: batched={batched!r}")
+
+    candidates = _image_candidates(x_spec, image_key, caller)
+    if batched is None:
+        batched = _decide_batched(candidates, y_spec, dataset, caller)
+    image_key, image_spec = _choose_image(candidates, batched, image_key, caller)
+    example_label_shape = y_spec.shape[1:] if batched else y_spec.shape
+    if y_spec.shape.rank is None or (batched and y_spec.shape.rank == 0):
+        raise ValueError(
+            f"{caller}: expected labels of shape (batch,), (batch, 1) or "
+            f"(batch, num_classes) with batched=True. Received: label spec {y_spec}"
+        )
+    label_format, width = _example_label_format(
+        example_label_shape, y_spec.dtype.as_numpy_dtype, num_classes
+    )
+    return StreamLayout(
+        batched=batched,
+        label_format=label_format,
+        label_width=width,
+        image_spec=image_spec,
+        label_spec=y_spec,
+        arity=len(spec),
+        image_key=image_key,
+    )
+
+
+def _image_candidates(x_spec, image_key, caller):
+    """`[(key, spec)]` of the parts of `x` that may hold the images."""
+    if isinstance(x_spec, tf.TensorSpec):
+        if image_key is not None:
+            raise ValueError(
+                f"{caller}: `image_key` is for a dict or tuple `x`. Received: "
+                f"image_key={image_key!r} with x of spec {x_spec}"
+            )
+        return [(None, x_spec)]
+    if isinstance(x_spec, dict):
+        items = list(x_spec.items())
+    elif isinstance(x_spec, (tuple, list)):
+        items = list(enumerate(x_spec))
+    else:
+        raise TypeError(
+            f"{caller}: expected `x` to be a tensor, or a dict or tuple of "
+            f"tensors for a multi-input model. Received: {x_spec}"
+        )
+    if image_key is not None:
+        found = [(k, s) for k, s in items if k == image_key]
+        if not found:
+            raise ValueError(
+                f"{caller}: expected `image_key` to name a part of `x`. "
+                f"Received: image_key={image_key!r}; x has {[k for k, _ in items]}"
+            )
+        items = found
+    bad = [k for k, s in items if not isinstance(s, tf.TensorSpec)]
+    if bad and image_key is None:
+        items = [(k, s) for k, s in items if isinstance(s, tf.TensorSpec)]
+    if not items or any(not isinstance(s, tf.TensorSpec) for _, s in items):
+        raise TypeError(
+            f"{caller}: expected the images to be a dense tensor. Received: x={x_spec}"
+        )
+    return items
+
+
+def _choose_image(candidates, batched, image_key, caller):
+    if len(candidates) == 1:
+        return candidates[0]
+    # An image has at least two axes of its own (height, width).
+    least = 3 if batched else 2
+    images = [(k, s) for k, s in candidates if s.shape.rank is not None and s.shape.rank >= least]
+    if len(images) != 1:
+        raise ValueError(
+            f"{caller}: cannot tell which input of `x` holds the images: "
+            f"{[k for k, _ in images] or 'none'} of {[k for k, _ in candidates]} "
+            "are image-shaped. Pass `image_key=` to name it."
+        )
+    return images[0]
+
+
+def _decide_batched(candidates, y_spec, dataset, caller):
+    rank = y_spec.shape.rank
+    if rank == 0:
+        return False
+    if rank == 2:
+        return True
+    if rank is not None and rank > 2:
+        raise ValueError(
+            f"{caller}: expected labels of shape (), (1,) or (num_classes,) per "
+            f"example, or those with a batch axis in front. Received: label "
+            f"spec {y_spec}"
+        )
+    if rank == 1:
+        ranks = {s.shape.rank for _, s in candidates}
+        if len(candidates) == 1 and None not in ranks:
+            (image_rank,) = ranks
+            if image_rank <= 1:
+                return False  # a single flat example; a batch of scalars is no image
+            if image_rank >= 4:
+                return True  # (batch, height, width, channels)
+            x_first, y_first = candidates[0][1].shape[0], y_spec.shape[0]
+            if x_first is not None and y_first is not None and x_first != y_first:
+                return False  # a batch axis would be shared by images and labels
+        from_pipeline = pipeline_batching(dataset)
+        if from_pipeline is not None:
+            return from_pipeline
+    raise ValueError(
+        f"{caller}: cannot tell whether the dataset is batched: labels of spec "
+        f"{y_spec} with x of spec {[s for _, s in candidates]} read both as one "
+        "example and as a batch, and the pipeline does not say. Pass "
+        "`batched=True` or `batched=False`."
+    )
+
+
+def upstream(dataset):
+    """The datasets of a pipeline, from `dataset` back to its sources.
+
+    Walks tf.data's own record of each dataset's inputs (what the dataset
+    was built from); functions passed to `map`/`flat_map` are not entered.
+    """
+    seen, order, stack = set(), [], [dataset]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        order.append(node)
+        try:
+            inputs = node._inputs()  # tf.data's record of what a dataset reads
+        except Exception:  # a dataset type that keeps no record
+            inputs = []
+        stack.extend(inputs)
+    return order
+
+
+def pipeline_batching(dataset):
+    """`True`/`False` when the pipeline shows whether elements are batches.
+
+    `True` when a batching op comes after the last `unbatch`; `False` when
+    the elements come from a source of single rows with no batching op on
+    the way; `None` when the pipeline does not say (e.g. `from_generator`,
+    `from_tensors`).
+    """
+    node = dataset
+    while True:
+        name = type(node).__name__
+        if name in _BATCHING:
+            return True
+        if name == "_UnbatchDataset" or name in _ROW_SOURCES:
+            return False
+        if name not in _PASS_THROUGH:
+            return None
+        inputs = node._inputs()
+        if len(inputs) != 1:
+            return None
+        node = inputs[0]
+
+
+def examples_before_batching(dataset):
+    """The number of examples a batched pipeline was made from, or `None`.
+
+    Known when a batching op reads a dataset of known size and only ops
+    that keep every batch (map, prefetch, cache, options) follow it.
+    """
+    node = dataset
+    while type(node).__name__ not in _BATCHING:
+        if type(node).__name__ not in (
+            "_MapDataset", "_ParallelMapDataset", "_PrefetchDataset",
+            "CacheDataset", "_CacheDataset", "_MemoryCacheDataset",
+            "_OptionsDataset", "_AssertCardinalityDataset", "_ModelDataset",
+        ):
+            return None
+        inputs = node._inputs()
+        if len(inputs) != 1:
+            return None
+        node = inputs[0]
+    inputs = node._inputs()
+    if len(inputs) != 1:
+        return None
+    size = int(inputs[0].cardinality())
+    return size if size >= 0 else None
+
+
+def order_changes(dataset):
+    """What upstream of `dataset` changes the examples' order or number.
+
+    Returns:
+        A list of the user-facing names of those ops (empty when the
+        stream yields the data's examples once each, in their own order).
+    """
+    found = []
+    nodes = upstream(dataset)
+    for node in nodes:
+        name = type(node).__name__
+        if name in _ORDER_CHANGING:
+            found.append(_ORDER_CHANGING[name])
+        elif name == "_RepeatDataset":
+            count = _constant(getattr(node, "_count", None))
+            if count != 1:
+                found.append(f"repeat({'' if count in (None, -1) else count})")
+        elif name in ("_ParallelMapDataset", "_ParallelBatchDataset"):
+            if getattr(node, "_deterministic", "default") == "false":
+                found.append("map(..., deterministic=False)")
+        elif name in ("_ParallelInterleaveDataset", "_LegacyParallelInterleaveDataset"):
+            if not _interleave_is_deterministic(node):
+                found.append("interleave(..., deterministic=False)")
+    if _options_allow_reordering(dataset, nodes):
+        found.append("Options.deterministic=False with a parallel op")
+    return list(dict.fromkeys(found))
+
+
+def _constant(value):
+    try:
+        return int(value.numpy()) if hasattr(value, "numpy") else value
+    except Exception:
+        return None
+
+
+def _interleave_is_deterministic(node):
+    # The flag lives only in the op: read it from the dataset's graph.
+    from tensorflow.core.framework import graph_pb2
+
+    try:
+        graph = graph_pb2.GraphDef()
+        graph.ParseFromString(node._as_serialized_graph().numpy())
+    except Exception:
+        return True  # cannot be read; documented as unseen
+    for op in graph.node:
+        if "ParallelInterleave" in op.op and "deterministic" in op.attr:
+            if op.attr["deterministic"].s == b"false":
+                return False
+        if "LegacyParallelInterleave" in op.op and "deterministic" in op.attr:
+            if op.attr["deterministic"].s == b"false":
+                return False
+    return True
+
+
+def _options_allow_reordering(dataset, nodes):
+    try:
+        deterministic = dataset.options().deterministic
+    except Exception:
+        return False
+    if deterministic is not False:
+        return False
+    parallel = ("_ParallelMapDataset", "_ParallelBatchDataset", "_ParallelInterleaveDataset")
+    return any(
+        type(n).__name__ in parallel and getattr(n, "_deterministic", "default") == "default"
+        for n in nodes
+    )
+
+
+def check_positional(dataset, *, caller, remedy):
+    """Raises when `dataset` does not yield its data once each, in order.
+
+    Args:
+        dataset: the stream a position-keyed transform is applied to.
+        caller: the transform's name.
+        remedy: what the user can do instead, appended to the message.
+    """
+    changes = order_changes(dataset)
+    if changes:
+        raise ValueError(
+            f"{caller} keys each example on its position in the stream, but "
+            f"the stream passes through {', '.join(f'`{c}`' for c in changes)} "
+            "first: the examples then arrive in another order (or more or "
+            "fewer times) than in the data, so the result would differ from "
+            f"the same transform on the arrays, and between epochs. {remedy} "
+            "(`Dataset.list_files` shuffles unless given shuffle=False.)"
+        )
+
+
+def count_examples(dataset, layout):
+    """Counts the examples of a stream in one pass (for an exact rate)."""
+    if not layout.batched:
+        return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+    def add(n, *element):
+        return n + tf.cast(tf.shape(element[1])[0], tf.int64)
+
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, el: add(n, *el)))
