@@ -19,7 +19,7 @@ batch 64, 30 epochs):
    class the model favoured over the epochs), `oracle_drop` (drop exactly the
    attack's mask: the ceiling of any drop). A policy may add `+aug_gce`: the
    retrained model then also has `ImageAugmentation()` in front and is
-   trained with `GeneralizedCrossEntropy(q=0.7)`.
+   trained with `GeneralizedCrossentropy(q=0.7)`.
    With `--detect-defence aug_gce` the model the detectors read is itself
    trained with that defence (cells `<attack>@aug_gce|<seed>`), and
    `--retrain` sanitizes with its AUM report; recovery still compares with
@@ -119,7 +119,7 @@ def train(x, y, data, seed, args, callbacks=(), defence=None):
     """A fresh `vgg_like()` trained on `(x, y)`; returns (model, record).
 
     `defence="aug_gce"` puts `ImageAugmentation()` in front of the model
-    and compiles it with `GeneralizedCrossEntropy(q=0.7)`, as the
+    and compiles it with `GeneralizedCrossentropy(q=0.7)`, as the
     `aug_gce` cell of `defences_cifar.py`.
     """
     import keras
@@ -140,7 +140,7 @@ def train(x, y, data, seed, args, callbacks=(), defence=None):
         model = keras.Model(inputs, base(kp.ImageAugmentation(seed=seed)(inputs)))
         model.compile(
             optimizer=keras.optimizers.Adam(1e-3),
-            loss=kp.GeneralizedCrossEntropy(q=0.7),
+            loss=kp.GeneralizedCrossentropy(q=0.7),
             metrics=["accuracy"],
         )
     start = time.perf_counter()

@@ -31,7 +31,7 @@ Experiments:
 * Figure 4 (set attack): a fixed stratified subset of 1,000 training images;
   a fraction α of them replaced by `SupplanterPoison(rate=α)` poisons
   (supplanter airplane / "0"); FL = the same seeds unmodified, relabelled
-  supplanter (`InjectPoisons`); clean fine-tune as α = 0 reference.
+  supplanter (`relabel_seeds`); clean fine-tune as α = 0 reference.
 * Table 3 (COES): `VictimPoison(victim=truck/9, poison_label=airplane/0,
   rate=0.5)` on the same 1,000 images; FL-1 = every seed relabelled
   airplane; FL-2 = only the victim-class seeds relabelled. Per-class CFT.
@@ -564,7 +564,7 @@ def run_fig2(report, name, settings, base, pred_before, pred_train, data, seed, 
         epsilon=args.epsilon,
         steps=args.steps,
         lam=args.lam,
-        clip_values=(0.0, 1.0),
+        value_range=(0.0, 1.0),
         count=1,
         keep_clean=False,
         seed=seed,
@@ -646,7 +646,7 @@ def run_fig2(report, name, settings, base, pred_before, pred_train, data, seed, 
 
 def run_sets(report, name, settings, base, pred_before, data, seed, lrs, args):
     """Set attack (paper Fig. 4) and COES (paper Table 3) for one seed."""
-    from keras_poison import InjectPoisons, PoisonSet, SupplanterPoison, VictimPoison
+    from keras_poison import PoisonSet, SupplanterPoison, VictimPoison, relabel_seeds
 
     (x_train, y_train), (x_test, y_test) = data
     supplanter = settings["set_supplanter"]
@@ -677,7 +677,7 @@ def run_sets(report, name, settings, base, pred_before, data, seed, lrs, args):
                 epsilon=args.epsilon,
                 steps=args.steps,
                 lam=args.lam,
-                clip_values=(0.0, 1.0),
+                value_range=(0.0, 1.0),
                 rate=alpha,
                 seed=seed,
             )
@@ -685,12 +685,9 @@ def run_sets(report, name, settings, base, pred_before, data, seed, lrs, args):
             x_ours, y_ours, mask = attack.poison(x_sub, y_sub)
             craft_seconds = time.perf_counter() - start
             idx = attack.poisons.source_indices
-            flip = PoisonSet(
-                images=x_sub[idx],
-                labels=np.full(len(idx), supplanter, dtype=y_sub.dtype),
-                source_indices=idx,
-            )
-            x_fl, y_fl, mask_fl = InjectPoisons(flip).poison(x_sub, y_sub)
+            # FL: the same seeds, unmodified, relabelled supplanter.
+            flip = relabel_seeds(x_sub, y_sub, idx, supplanter)
+            x_fl, y_fl, mask_fl = flip.poison(x_sub, y_sub)
             stats = poison_stats(base, attack.poisons, x_sub[idx])
             stats.update(
                 {
@@ -728,7 +725,7 @@ def run_sets(report, name, settings, base, pred_before, data, seed, lrs, args):
             epsilon=args.epsilon,
             steps=args.steps,
             lam=args.lam,
-            clip_values=(0.0, 1.0),
+            value_range=(0.0, 1.0),
             rate=0.5,
             seed=seed,
         )
@@ -737,19 +734,11 @@ def run_sets(report, name, settings, base, pred_before, data, seed, lrs, args):
         craft_seconds = time.perf_counter() - start
         idx = attack.poisons.source_indices
         src = y_sub[idx]
-        fl1 = PoisonSet(
-            images=x_sub[idx],
-            labels=np.full(len(idx), poison_label, dtype=y_sub.dtype),
-            source_indices=idx,
-        )
-        x_fl1, y_fl1, _ = InjectPoisons(fl1).poison(x_sub, y_sub)
-        vic = idx[src == victim]
-        fl2 = PoisonSet(
-            images=x_sub[vic],
-            labels=np.full(len(vic), poison_label, dtype=y_sub.dtype),
-            source_indices=vic,
-        )
-        x_fl2, y_fl2, _ = InjectPoisons(fl2).poison(x_sub, y_sub)
+        # FL-1: every seed relabelled; FL-2: only the victim's seeds.
+        fl1 = relabel_seeds(x_sub, y_sub, idx, poison_label)
+        x_fl1, y_fl1, _ = fl1.poison(x_sub, y_sub)
+        fl2 = relabel_seeds(x_sub, y_sub, idx, poison_label, source_classes=[victim])
+        x_fl2, y_fl2, _ = fl2.poison(x_sub, y_sub)
         stats = poison_stats(base, attack.poisons, x_sub[idx])
         is_vic = attack.poisons.source_labels == victim
         victim_stats = poison_stats(
@@ -987,7 +976,7 @@ def write_markdown(path, data, img_rel):
         f"{cfg['set_batch']}. α ∈ {{{', '.join(f'{a:g}' for a in cfg['alphas'])}}}: "
         "`SupplanterPoison(rate=α)` replaces round(α·n) seeds drawn from "
         "non-supplanter classes; FL = the same seeds (same indices, via "
-        "`InjectPoisons`) unmodified and relabelled supplanter. Learning rates: "
+        "`relabel_seeds`) unmodified and relabelled supplanter. Learning rates: "
         "the paper's 1e-5 and, as the paper's Fig. 6, 1e-4. Table 3: "
         f"`VictimPoison(rate=0.5)`, seeds balanced per class "
         f"({cfg['set_size'] // 20} each); FL-1 = "

@@ -66,8 +66,8 @@ DEFENCES = {
     "seed3_acc": ("seed's three, ES on val_accuracy", "`seed_defences(monitor='val_accuracy')`"),
     "aug": ("augmentation", "`ImageAugmentation()`"),
     "smooth": ("label smoothing 0.1", "`LabelSmoothingCrossentropy(0.1)`"),
-    "gce": ("GCE q=0.7", "`GeneralizedCrossEntropy(q=0.7)`"),
-    "sce": ("SCE α=0.1 β=1", "`SymmetricCrossEntropy(0.1, 1.0)`"),
+    "gce": ("GCE q=0.7", "`GeneralizedCrossentropy(q=0.7)`"),
+    "sce": ("SCE α=0.1 β=1", "`SymmetricCrossentropy(0.1, 1.0)`"),
     "bootstrap": ("bootstrap soft β=0.95", "`BootstrappingCrossentropy(0.95)`"),
     "bootstrap_hard": ("bootstrap hard β=0.8", "`BootstrappingCrossentropy(0.8, mode='hard')`"),
     "removal": ("pattern removal", "`ClassPatternRemoval(10)` fitted on the training set"),
@@ -184,8 +184,8 @@ def build_and_compile(defence, seed, input_shape):
     losses = {
         "none": lambda: keras.losses.SparseCategoricalCrossentropy(),
         "smooth": lambda: kp.LabelSmoothingCrossentropy(0.1),
-        "gce": lambda: kp.GeneralizedCrossEntropy(q=0.7),
-        "sce": lambda: kp.SymmetricCrossEntropy(alpha=0.1, beta=1.0),
+        "gce": lambda: kp.GeneralizedCrossentropy(q=0.7),
+        "sce": lambda: kp.SymmetricCrossentropy(alpha=0.1, beta=1.0),
         "bootstrap": lambda: kp.BootstrappingCrossentropy(beta=0.95),
         "bootstrap_hard": lambda: kp.BootstrappingCrossentropy(beta=0.8, mode="hard"),
         # Mixed one-hot targets: plain cross-entropy on soft labels.

@@ -75,7 +75,7 @@ def split_test(y_test):
 def poisoned_subset(run, base, x_sub, y_sub, seed, args):
     from keras_poison import SupplanterPoison, VictimPoison
 
-    common = dict(epsilon=args.epsilon, steps=10, clip_values=(0.0, 1.0), rate=0.5, seed=seed)
+    common = dict(epsilon=args.epsilon, steps=10, value_range=(0.0, 1.0), rate=0.5, seed=seed)
     if run == "clean":
         return x_sub, y_sub
     if run == "coeg":

@@ -19,7 +19,7 @@ Nothing else changes:
                                                          kp.ImageAugmentation(),   # seed 000 s4.1
                                                          kp.ColourCentering(),     # colour bias
                                                          model])
-    model.compile("adam",                            loss = kp.GeneralizedCrossEntropy(q=0.7)
+    model.compile("adam",                            loss = kp.GeneralizedCrossentropy(q=0.7)
         "sparse_categorical_crossentropy", ...)      callbacks = [kp.PoisonMonitor(x_val, y_val, 10),
                                                          *kp.seed_defences().callbacks]
     model.fit(train_ds, validation_data=(x_val, y_val), callbacks=callbacks, ...)
@@ -29,7 +29,7 @@ Nothing else changes:
   clean set (`reference=`); on photographs such as CIFAR-10 it works without.
 * `ColourCentering` removes every image's mean colour, in training and at
   inference alike, so a per-class colour bias cannot be learnt.
-* `GeneralizedCrossEntropy` (q = 0.7) lets confidently contradicted labels,
+* `GeneralizedCrossentropy` (q = 0.7) lets confidently contradicted labels,
   often the flipped ones, pull less.
 * `PoisonMonitor` watches per-class accuracy and prediction shares on the
   trusted held-out set; `seed_defences().callbacks` is early stopping with
@@ -129,7 +129,7 @@ def hardened_script(train_ds, x_val, y_val, setup):
         kp.ColourCentering(),  # keras-poison:
         model,  # keras-poison:
     ])  # keras-poison:
-    loss = kp.GeneralizedCrossEntropy(q=0.7)  # keras-poison:
+    loss = kp.GeneralizedCrossentropy(q=0.7)  # keras-poison:
     monitor = kp.PoisonMonitor(x_val, y_val, num_classes=k, action="log",  # keras-poison:
                                start_from_epoch=min(2, setup.epochs - 1))  # keras-poison:
     early_stopping = kp.seed_defences(monitor="val_accuracy").callbacks  # keras-poison:

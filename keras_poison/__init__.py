@@ -18,6 +18,7 @@ from keras_poison.attacks import TargetedFlip
 from keras_poison.attacks import VictimPoison
 from keras_poison.attacks import confused_class_pairs
 from keras_poison.attacks import logit_function
+from keras_poison.attacks import relabel_seeds
 from keras_poison.callbacks import ClassOrientedMetrics
 from keras_poison.defences import ActivationClusteringDetector
 from keras_poison.defences import BootstrappingCrossentropy
@@ -27,7 +28,7 @@ from keras_poison.defences import ColourCentering
 from keras_poison.defences import DatasetManifest
 from keras_poison.defences import DetectionMetrics
 from keras_poison.defences import DetectionReport
-from keras_poison.defences import GeneralizedCrossEntropy
+from keras_poison.defences import GeneralizedCrossentropy
 from keras_poison.defences import ImageAugmentation
 from keras_poison.defences import KNNDetector
 from keras_poison.defences import LabelIssueDetector
@@ -44,7 +45,7 @@ from keras_poison.defences import class_pattern_defences
 from keras_poison.defences import LabelFlipDefences
 from keras_poison.defences import label_flip_defences
 from keras_poison.defences import SpectralSignatureDetector
-from keras_poison.defences import SymmetricCrossEntropy
+from keras_poison.defences import SymmetricCrossentropy
 from keras_poison.defences import seed_defences
 from keras_poison.defences import consensus
 from keras_poison.defences import rank_average
@@ -57,5 +58,9 @@ from keras_poison.metrics import cft_rate
 from keras_poison.metrics import confusion_matrix
 from keras_poison.metrics import ctt_rate
 from keras_poison.metrics import macro_f1
+
+# Deprecated spellings of the losses above (they warn when constructed).
+from keras_poison.defences import GeneralizedCrossEntropy
+from keras_poison.defences import SymmetricCrossEntropy
 
 __version__ = "0.1.0"

@@ -1,5 +1,7 @@
 """Argument checks shared across the package, with Keras-style messages."""
 
+import warnings
+
 import numpy as np
 
 
@@ -53,6 +55,79 @@ def validate_int(name, value, minimum):
     if value < minimum:
         raise ValueError(f"Expected `{name}` >= {minimum}. Received: {name}={value}")
     return int(value)
+
+
+def validate_class(name, value, num_classes, hint=""):
+    """Returns `value` as a Python int class index, or raises naming `name`.
+
+    Args:
+        name: str, the argument's name as the user wrote it.
+        value: the class index to check: an int (or NumPy integer), not a
+            bool.
+        num_classes: int or `None`. With an int, `value` must lie in
+            `[0, num_classes)`; with `None` (the classes are not known yet),
+            only `value >= 0` is checked.
+        hint: str appended to the interval in the `ValueError`, e.g.
+            `" (the model's classes)"`. Defaults to `""`.
+
+    Returns:
+        `int(value)`.
+
+    Raises:
+        TypeError: if `value` is not an int (a bool or float is refused).
+        ValueError: if `value` is outside `[0, num_classes)` (or below 0).
+
+    Example:
+
+    >>> validate_class("target", 3, num_classes=10)
+    3
+    >>> validate_class("target", 12, num_classes=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: Expected `target` in [0, 10). Received: target=12
+    """
+    interval = ">= 0" if num_classes is None else f"in [0, {num_classes})"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"Expected `{name}` to be an int class index {interval}. "
+            f"Received: {name}={value!r}"
+        )
+    if value < 0 or (num_classes is not None and value >= num_classes):
+        raise ValueError(f"Expected `{name}` {interval}{hint}. Received: {name}={value}")
+    return int(value)
+
+
+def renamed_argument(owner, new_name, new_value, old_name, old_value):
+    """The value of an argument that was renamed, accepting its old name.
+
+    Passing the old name (not `None`) warns with a `DeprecationWarning` and
+    returns its value; passing both names is an error.
+
+    Args:
+        owner: str, who takes the argument (for the messages).
+        new_name: str, the argument's name now.
+        new_value: the value given under `new_name` (`None` if not given).
+        old_name: str, its deprecated name.
+        old_value: the value given under `old_name` (`None` if not given).
+
+    Returns:
+        `old_value` if it was given, else `new_value`.
+    """
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise TypeError(
+            f"{owner} got both `{new_name}` and its deprecated alias `{old_name}`. "
+            f"Received: {new_name}={new_value!r}, {old_name}={old_value!r}. Pass "
+            f"only `{new_name}`."
+        )
+    warnings.warn(
+        f"{owner}: `{old_name}` is deprecated and will be removed; it was renamed "
+        f"`{new_name}`. Pass `{new_name}={old_value!r}` instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old_value
 
 
 def validate_model_builder(build_model):

@@ -13,6 +13,7 @@ import numpy as np
 
 from keras_poison import metrics
 from keras_poison._validation import to_class_indices
+from keras_poison._validation import validate_class
 from keras_poison._validation import validate_int
 
 
@@ -68,7 +69,10 @@ class ClassOrientedMetrics(keras.callbacks.Callback):
                 "Expected `x` and `y` with the same, non-zero number of "
                 f"examples. Received: len(x)={len(self.x)}, len(y)={len(self.y)}"
             )
-        self.supplanter = supplanter
+        # The model's classes are known at `on_train_begin`; check the type now.
+        self.supplanter = None if supplanter is None else validate_class(
+            "supplanter", supplanter, None
+        )
         self.predictions_before = (
             None if predictions_before is None else np.asarray(predictions_before)
         )
@@ -89,11 +93,8 @@ class ClassOrientedMetrics(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         num_classes = int(self.model.outputs[0].shape[-1])
         self._num_classes = num_classes
-        if self.supplanter is not None and not 0 <= self.supplanter < num_classes:
-            raise ValueError(
-                f"Expected `supplanter` in [0, {num_classes}). Received: "
-                f"supplanter={self.supplanter}"
-            )
+        if self.supplanter is not None:
+            validate_class("supplanter", self.supplanter, num_classes)
         if self.class_names is not None and len(self.class_names) != num_classes:
             raise ValueError(
                 f"Expected {num_classes} `class_names`. Received: {len(self.class_names)}"

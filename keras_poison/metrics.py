@@ -15,6 +15,7 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 
 from keras_poison._validation import to_class_indices
+from keras_poison._validation import validate_class
 from keras_poison._validation import validate_num_classes
 
 
@@ -341,20 +342,10 @@ def _prepare(arrays, num_classes):
 
 
 def _check_class_index(value, name, num_classes, given_num_classes):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"Expected `{name}` to be an integer class index. "
-            f"Received: {name}={value!r}"
-        )
-    if not 0 <= value < num_classes:
-        hint = (
-            ""
-            if given_num_classes is not None
-            else " (inferred from the labels; pass `num_classes` if some "
-            "classes do not occur)"
-        )
-        raise ValueError(
-            f"Expected `{name}` in [0, {num_classes}){hint}. "
-            f"Received: {name}={value}"
-        )
-    return int(value)
+    hint = (
+        ""
+        if given_num_classes is not None
+        else " (inferred from the labels; pass `num_classes` if some "
+        "classes do not occur)"
+    )
+    return validate_class(name, value, num_classes, hint=hint)

@@ -91,6 +91,14 @@ def test_metrics_callback_rejects_bad_arguments():
         model.fit(x, y, epochs=1, verbose=0, callbacks=[ClassOrientedMetrics(x, y, supplanter=9)])
 
 
+def test_metrics_callback_rejects_a_supplanter_that_is_no_class_index_at_once():
+    x, y = make_data(8)
+    with pytest.raises(TypeError, match="`supplanter` to be an int class index"):
+        ClassOrientedMetrics(x, y, supplanter=1.5)
+    with pytest.raises(ValueError, match="`supplanter` >= 0. Received: supplanter=-1"):
+        ClassOrientedMetrics(x, y, supplanter=-1)
+
+
 def collect(dataset):
     images, labels = zip(*dataset.unbatch().as_numpy_iterator())
     return np.stack(images), np.array(labels)

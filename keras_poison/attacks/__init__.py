@@ -8,5 +8,6 @@ from keras_poison.attacks.crafting import logit_function
 from keras_poison.attacks.label_flip import RandomFlip
 from keras_poison.attacks.label_flip import TargetedFlip
 from keras_poison.attacks.label_flip import confused_class_pairs
+from keras_poison.attacks.label_flip import relabel_seeds
 from keras_poison.attacks.poison_set import InjectPoisons
 from keras_poison.attacks.poison_set import PoisonSet

@@ -18,6 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import renamed_argument
+from keras_poison._validation import validate_value_range
+
 OBJECTIVES = ("two_logit", "all_logits")
 
 
@@ -148,7 +151,7 @@ class SignedGradientCrafter:
       `steps` further steps, with no early break.
 
     The algorithm's initial step has no clip; here it is clipped too so that
-    every poison stays in `clip_values`. The early break is a mask over the
+    every poison stays in `value_range`. The early break is a mask over the
     batch: a stopped example keeps its image and leaves the batch (only
     active rows are run through the model), and the loop ends when no
     example is active.
@@ -159,20 +162,41 @@ class SignedGradientCrafter:
         steps: int >= 1, the maximum number of steps after the initial one.
         lam: float >= 0, the weight λ of the target term.
         objective: `"two_logit"` (eq. 14) or `"all_logits"` (eq. 11).
-        clip_values: `(low, high)`, the valid image range.
+        value_range: `(low, high)`, the images' valid range (Keras' name);
+            every step is clipped to it. Required.
         early_break: bool, whether descent examples stop early as in
             Algorithm 1. Defaults to `True`.
+        clip_values: deprecated alias of `value_range` (warns with a
+            `DeprecationWarning`). Defaults to `None`.
     """
 
     def __init__(
-        self, logits_fn, epsilon, steps, lam, objective, clip_values, early_break=True
+        self,
+        logits_fn,
+        epsilon,
+        steps,
+        lam,
+        objective,
+        value_range=None,
+        early_break=True,
+        *,
+        clip_values=None,
     ):
+        value_range = renamed_argument(
+            "SignedGradientCrafter", "value_range", value_range, "clip_values", clip_values
+        )
+        if value_range is None:
+            raise TypeError(
+                "Expected `value_range` = (low, high), the images' valid range. "
+                "Received: value_range=None"
+            )
         self.logits_fn = logits_fn
         self.epsilon = float(epsilon)
         self.steps = int(steps)
         self.lam = float(lam)
         self.objective = objective
-        self.clip_low, self.clip_high = (float(v) for v in clip_values)
+        self.value_range = validate_value_range("value_range", value_range)
+        self.clip_low, self.clip_high = self.value_range
         self.early_break = bool(early_break)
         # Traced once per image shape: the batch axis is left open so the
         # last, partial batch of every call reuses the same graph.

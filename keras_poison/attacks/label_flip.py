@@ -8,14 +8,19 @@ misclassified. Then, 20% of the training labels are systematically switched
 to their corresponding paired class" (targeted flipping).
 """
 
+import networkx
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import to_class_indices
+from keras_poison._validation import validate_class
 from keras_poison._validation import validate_num_classes
 from keras_poison._validation import validate_rate
 from keras_poison.attacks import keyed_random
 from keras_poison.attacks.base import PoisoningAttack
 from keras_poison.attacks.base import register
+from keras_poison.attacks.poison_set import InjectPoisons
+from keras_poison.attacks.poison_set import PoisonSet
 
 
 @register
@@ -47,7 +52,7 @@ class RandomFlip(PoisoningAttack):
     >>> poisoned_ds = train_ds.apply(attack).shuffle(50).batch(8)
     """
 
-    def __init__(self, rate=0.2, num_classes=None, seed=0):
+    def __init__(self, rate=0.2, num_classes=None, *, seed=0):
         super().__init__(seed=seed, num_classes=validate_num_classes(num_classes))
         self.rate = validate_rate("rate", rate)
 
@@ -80,9 +85,11 @@ class TargetedFlip(PoisoningAttack):
     example is flipped with probability `rate`, and `poison` returns the
     exact mask.
 
-    The label-flip baselines of the class-oriented paper (seed 003, §5) are
-    mappings too: `to_class` relabels examples of every other class to one
-    target (FL / FL-1), `from_class` only those of one source class (FL-2).
+    Label flips towards one class are mappings too: `to_class` relabels
+    chosen examples of every other class to one target, `from_class` only
+    those of one source class. They choose their own examples; the
+    class-oriented paper's baselines (seed 003, §5: FL, FL-1, FL-2) relabel
+    the very seeds a crafted attack used, which `relabel_seeds` does.
 
     Args:
         mapping: dict `{source_class: target_class}` of ints, with no class
@@ -106,7 +113,7 @@ class TargetedFlip(PoisoningAttack):
     {0: 1, 1: 0, 2: 1}
     """
 
-    def __init__(self, mapping, rate=0.2, seed=0, num_classes=None):
+    def __init__(self, mapping, rate=0.2, *, seed=0, num_classes=None):
         super().__init__(seed=seed, num_classes=num_classes)
         self.mapping = _validate_mapping(mapping, self.num_classes)
         self.rate = validate_rate("rate", rate)
@@ -117,25 +124,46 @@ class TargetedFlip(PoisoningAttack):
             self._target_table[source] = target
 
     @classmethod
-    def from_confusion_matrix(cls, confusion_matrix, rate=0.2, seed=0):
+    def from_confusion_matrix(cls, confusion_matrix, rate=0.2, *, seed=0):
         """Pairs the most-confused classes of a model (seed 000, §3.1).
 
-        The pairs are a greedy maximum-weight matching on
-        `confusion_matrix + confusion_matrix.T` (off the diagonal): the two
-        classes most often mistaken for each other are paired first, then the
-        most-confused pair among the remaining classes, and so on; each pair
-        is flipped both ways. With an odd number of classes the one left over
-        is sent to the class it is most confused with.
+        The seed pairs "classes that were frequently misclassified" and
+        switches labels within each pair. The pairs are the exact
+        maximum-weight matching (`confused_class_pairs`) on
+        `W = confusion_matrix + confusion_matrix.T` off the diagonal (how
+        often two classes are mistaken for each other, both ways): among
+        the pairings that pair every class (all but one when the number of
+        classes is odd), the one in which the pairs are confused most in
+        total. A greedy pairing is not enough: taking the single most
+        confused pair first can force the remaining classes into pairs that
+        are barely confused. Each pair is flipped both ways.
+
+        * Classes never confused with anything (zero weight) are still
+          paired, with whichever class the matching leaves them, so the
+          mapping covers every class and exactly `round(rate * n)` labels
+          switch.
+        * With an odd number of classes the one left over is sent one way
+          to the class it is most confused with (ties go to the smaller
+          class index), so the mapping still covers every class.
 
         Args:
-            confusion_matrix: square array, rows true classes, columns
-                predicted classes (e.g. from `keras_poison.metrics`).
+            confusion_matrix: square array of counts >= 0, rows true
+                classes, columns predicted classes (e.g. from
+                `keras_poison.metrics.confusion_matrix`).
             rate: float in [0, 1], the fraction of examples flipped.
                 Defaults to `0.2`.
-            seed: int. Defaults to `0`.
+            seed: int, the key of every random choice. Defaults to `0`.
 
         Returns:
             A `TargetedFlip` with `num_classes = len(confusion_matrix)`.
+
+        Example:
+
+        >>> # Class 3 is never confused, and is still paired (with class 2).
+        >>> cm = np.array([[90, 6, 3, 0], [4, 90, 3, 0], [3, 3, 90, 0],
+        ...                [0, 0, 0, 99]])
+        >>> TargetedFlip.from_confusion_matrix(cm).mapping
+        {0: 1, 1: 0, 2: 3, 3: 2}
         """
         confusion = _validate_confusion_matrix(confusion_matrix)
         mapping = {}
@@ -144,12 +172,17 @@ class TargetedFlip(PoisoningAttack):
         weights = confusion + confusion.T
         np.fill_diagonal(weights, -np.inf)
         for leftover in sorted(set(range(len(confusion))) - set(mapping)):
+            # argmax returns the first maximum: ties go to the smaller class.
             mapping[leftover] = int(np.argmax(weights[leftover]))
         return cls(mapping, rate=rate, seed=seed, num_classes=len(confusion))
 
     @classmethod
-    def to_class(cls, target, rate, num_classes, seed=0):
-        """Relabels chosen examples of every other class to `target` (FL, FL-1).
+    def to_class(cls, target, rate, num_classes, *, seed=0):
+        """Relabels chosen examples of every other class to `target`.
+
+        The examples are this attack's own keyed choice; for the
+        class-oriented paper's FL / FL-1 baselines, which relabel a crafted
+        attack's seeds, use `relabel_seeds`.
 
         Args:
             target: int, the class every chosen example is relabelled to.
@@ -158,13 +191,17 @@ class TargetedFlip(PoisoningAttack):
             seed: int. Defaults to `0`.
         """
         num_classes = validate_num_classes(num_classes)
-        _validate_class("target", target, num_classes)
+        target = validate_class("target", target, num_classes)
         mapping = {c: int(target) for c in range(num_classes) if c != target}
         return cls(mapping, rate=rate, seed=seed, num_classes=num_classes)
 
     @classmethod
-    def from_class(cls, source, target, rate, num_classes=None, seed=0):
-        """Relabels chosen examples of `source` only, to `target` (FL-2).
+    def from_class(cls, source, target, rate, num_classes=None, *, seed=0):
+        """Relabels chosen examples of `source` only, to `target`.
+
+        The examples are this attack's own keyed choice; for the
+        class-oriented paper's FL-2 baseline, which relabels a crafted
+        attack's victim-class seeds, use `relabel_seeds`.
 
         Args:
             source: int, the only class whose examples are relabelled.
@@ -199,48 +236,140 @@ class TargetedFlip(PoisoningAttack):
 
 
 def confused_class_pairs(confusion_matrix):
-    """Greedy matching of the most-confused classes of a confusion matrix.
+    """The maximum-weight pairing of the classes of a confusion matrix.
+
+    Seed 000, §3.1 pairs "classes that were frequently misclassified". With
+    `W = confusion_matrix + confusion_matrix.T` (how often classes `a` and
+    `b` are mistaken for each other, both ways), this returns the exact
+    maximum-weight matching of maximum cardinality on the complete graph of
+    the classes (`networkx.max_weight_matching(G, maxcardinality=True)`):
+    every class is paired when the number of classes is even, all but one
+    when it is odd, and among such pairings the one with the largest total
+    `W`. Classes never confused (zero weight) are still paired, so a
+    targeted flip built on the pairs covers every class. Ties between
+    equally good pairings are resolved the same way on every call (the
+    graph is built in a fixed order). For integer counts the matching is
+    computed in exact integer arithmetic; for fractional matrices (rates)
+    floating-point rounding can in rare near-ties pick a pairing whose
+    total is below the optimum by a rounding error.
 
     Args:
-        confusion_matrix: square array of counts (rows true, columns
-            predicted).
+        confusion_matrix: square array of counts >= 0 (rows true,
+            columns predicted), for >= 2 classes.
 
     Returns:
-        A list of `(a, b)` class pairs with `a < b`, most confused first;
-        every class appears at most once.
+        A list of `(a, b)` class pairs with `a < b`, most confused (largest
+        `W[a, b]`) first, ties by class index; every class appears at most
+        once.
 
     Example:
 
     >>> confused_class_pairs(np.array([[9, 1, 5], [0, 9, 1], [4, 2, 9]]))
     [(0, 2)]
+    >>> # Greedy would take (0, 1) (weight 10) and be left with (2, 3) (0);
+    >>> # the maximum-weight pairing takes (0, 2) and (1, 3) (9 + 9).
+    >>> cm = np.array([[0, 10, 9, 0], [0, 0, 0, 9], [0, 0, 0, 0], [0, 0, 0, 0]])
+    >>> confused_class_pairs(cm)
+    [(0, 2), (1, 3)]
     """
     confusion = _validate_confusion_matrix(confusion_matrix)
     weights = confusion + confusion.T
-    num_classes = len(confusion)
-    candidates = sorted(
-        (
-            (-weights[a, b], a, b)
-            for a in range(num_classes)
-            for b in range(a + 1, num_classes)
-        )
+    pairs = _maximum_weight_pairs(weights)
+    return sorted(pairs, key=lambda pair: (-weights[pair], pair))
+
+
+def _maximum_weight_pairs(weights):
+    """Maximum-cardinality, maximum-weight matching of a symmetric matrix."""
+    num_classes = len(weights)
+    # Integer weights keep networkx's blossom algorithm in exact arithmetic.
+    if np.all(weights == np.round(weights)) and weights.max() < 2**53:
+        values = weights.astype(np.int64).tolist()
+    else:
+        values = weights.tolist()
+    # A fixed insertion order (nodes, then edges in index order) makes the
+    # matching, ties included, a pure function of the matrix.
+    graph = networkx.Graph()
+    graph.add_nodes_from(range(num_classes))
+    graph.add_weighted_edges_from(
+        (a, b, values[a][b])
+        for a in range(num_classes)
+        for b in range(a + 1, num_classes)
     )
-    paired, pairs = set(), []
-    for _, a, b in candidates:
-        if a not in paired and b not in paired:
-            pairs.append((a, b))
-            paired.update((a, b))
-    return pairs
+    matching = networkx.max_weight_matching(graph, maxcardinality=True)
+    return [(min(a, b), max(a, b)) for a, b in matching]
 
 
-def _validate_class(name, value, num_classes):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Expected `{name}` to be an int class. Received: {name}={value!r}")
-    if num_classes is not None and not 0 <= value < num_classes:
+def relabel_seeds(x, y, seed_indices, label, source_classes=None):
+    """The label-flip baseline of a crafted attack: its seeds, relabelled.
+
+    The class-oriented paper (seed 003, §5) compares each crafted attack
+    with label flipping on the same examples: the seeds the poisons were
+    crafted from, unmodified, given the poison label. FL (COEG) relabels
+    every seed to the supplanter, FL-1 (COES) every seed to the poison
+    label, FL-2 (COES) only the victim-class seeds
+    (`source_classes=[victim]`). Pass the crafted attack's own seeds
+    (`attack.select_seeds(y)`, or `attack.poisons.source_indices` after
+    `poison`) so the baseline differs from the attack only in the images.
+
+    Args:
+        x: the data set's images `(n, ...)`.
+        y: its labels, sparse `(n,)`, `(n, 1)` or one-hot `(n, K)`.
+        seed_indices: int array, the indices of the seeds in `(x, y)`.
+        label: int, the label every relabelled seed gets.
+        source_classes: list of ints or `None`, relabel only the seeds whose
+            true class is one of these; `None` relabels every seed.
+            Defaults to `None`.
+
+    Returns:
+        An `InjectPoisons` attack (use `poison(x, y)` or `ds.apply`) whose
+        poisons are the chosen seeds' own images with label `label`
+        (`attack.poisons.source_indices` lists them). Like every attack's,
+        its mask marks what changed: the chosen seeds, except those whose
+        label already was `label`.
+
+    Example:
+
+    >>> x = np.zeros((6, 2, 2, 1), "float32")
+    >>> y = np.array([0, 1, 2, 0, 1, 2])
+    >>> fl2 = relabel_seeds(x, y, [1, 2, 4, 5], label=0, source_classes=[2])
+    >>> _, y_p, mask = fl2.poison(x, y)
+    >>> np.flatnonzero(mask).tolist(), y_p.tolist()
+    ([2, 5], [0, 1, 0, 0, 1, 0])
+    """
+    x = np.asarray(x)
+    labels = to_class_indices(y, "y")[0]
+    if len(x) != len(labels):
         raise ValueError(
-            f"Expected `{name}` in [0, {num_classes}). Received: {name}={value}"
+            "Expected `x` and `y` to have the same number of examples. "
+            f"Received: len(x)={len(x)}, len(y)={len(labels)}"
         )
-    if value < 0:
-        raise ValueError(f"Expected `{name}` >= 0. Received: {name}={value}")
+    indices = np.asarray(seed_indices)
+    if indices.ndim != 1 or not (
+        indices.size == 0 or np.issubdtype(indices.dtype, np.integer)
+    ):
+        raise TypeError(
+            "Expected `seed_indices` to be a 1-D array of ints. Received: "
+            f"seed_indices of shape {indices.shape} and dtype {indices.dtype}"
+        )
+    indices = indices.astype("int64")
+    if indices.size and (indices.min() < 0 or indices.max() >= len(labels)):
+        raise ValueError(
+            f"Expected `seed_indices` in [0, {len(labels)}). Received: "
+            f"indices from {indices.min()} to {indices.max()}"
+        )
+    label = validate_class("label", label, None)
+    if source_classes is not None:
+        classes = [validate_class("source_classes", c, None) for c in source_classes]
+        indices = indices[np.isin(labels[indices], classes)]
+    indices = np.sort(indices)
+    poisons = PoisonSet(
+        images=x[indices],
+        labels=np.full(len(indices), label, dtype="int64"),
+        source_indices=indices,
+        source_labels=labels[indices],
+        config={"relabelled_to": label, "count": int(len(indices))},
+    )
+    return InjectPoisons(poisons)
 
 
 def _validate_mapping(mapping, num_classes):
@@ -259,8 +388,8 @@ def _validate_mapping(mapping, num_classes):
         raise ValueError("Expected `mapping` to have at least one pair. Received: mapping={}")
     result = {}
     for source, target in items:
-        _validate_class("mapping source", source, num_classes)
-        _validate_class("mapping target", target, num_classes)
+        validate_class("mapping source", source, num_classes)
+        validate_class("mapping target", target, num_classes)
         if source == target:
             raise ValueError(
                 "Expected `mapping` to send each class to a different class. "

@@ -20,12 +20,18 @@ from keras_poison.defences.callbacks import RestoredWeightsCheck
 from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
 from keras_poison.defences.losses import BootstrappingCrossentropy
-from keras_poison.defences.losses import GeneralizedCrossEntropy
+from keras_poison.defences.losses import GeneralizedCrossentropy
 from keras_poison.defences.losses import LabelSmoothingCrossentropy
-from keras_poison.defences.losses import SymmetricCrossEntropy
+from keras_poison.defences.losses import SymmetricCrossentropy
 from keras_poison.defences.losses import bootstrapping_crossentropy
-from keras_poison.defences.losses import generalized_cross_entropy
+from keras_poison.defences.losses import generalized_crossentropy
 from keras_poison.defences.losses import label_smoothing_crossentropy
+from keras_poison.defences.losses import symmetric_crossentropy
+
+# Deprecated spellings, kept so that old code and saved models keep working.
+from keras_poison.defences.losses import GeneralizedCrossEntropy
+from keras_poison.defences.losses import SymmetricCrossEntropy
+from keras_poison.defences.losses import generalized_cross_entropy
 from keras_poison.defences.losses import symmetric_cross_entropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
 from keras_poison.defences.recipes import SeedDefences

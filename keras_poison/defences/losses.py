@@ -11,11 +11,19 @@ sparse integer labels (shape `(n,)` or `(n, 1)`) and one-hot or soft labels
   covers one-hot labels, but `SparseCategoricalCrossentropy` has no
   `label_smoothing` argument; this is the missing piece (seed report 000,
   §4.2, smoothing 0.1).
-* `GeneralizedCrossEntropy`: Zhang & Sabuncu (2018), the L_q loss.
-* `SymmetricCrossEntropy`: Wang et al. (2019), CE plus reverse CE.
+* `GeneralizedCrossentropy`: Zhang & Sabuncu (2018), the L_q loss.
+* `SymmetricCrossentropy`: Wang et al. (2019), CE plus reverse CE.
 * `BootstrappingCrossentropy`: Reed et al. (2015), soft and hard
   bootstrapping.
+
+The names follow Keras' spelling (`CategoricalCrossentropy`). The earlier
+`GeneralizedCrossEntropy`, `SymmetricCrossEntropy`,
+`generalized_cross_entropy` and `symmetric_cross_entropy` remain as
+deprecated aliases: they warn with a `DeprecationWarning`, and models saved
+with them still load.
 """
+
+import warnings
 
 import keras
 from keras import ops
@@ -84,7 +92,7 @@ def label_smoothing_crossentropy(y_true, y_pred, label_smoothing=0.1, from_logit
     return -ops.sum(target * log_p, axis=-1)
 
 
-def generalized_cross_entropy(y_true, y_pred, q=0.7, from_logits=False):
+def generalized_crossentropy(y_true, y_pred, q=0.7, from_logits=False):
     """Generalized cross-entropy, `L_q = (1 - p_y^q) / q`.
 
     Zhang & Sabuncu (2018), "Generalized Cross Entropy Loss for Training Deep
@@ -106,7 +114,7 @@ def generalized_cross_entropy(y_true, y_pred, q=0.7, from_logits=False):
     return (1.0 - ops.sum(target * ops.power(p, q), axis=-1)) / q
 
 
-def symmetric_cross_entropy(
+def symmetric_crossentropy(
     y_true, y_pred, alpha=0.1, beta=1.0, log_zero=-4.0, from_logits=False
 ):
     """Symmetric cross-entropy, `alpha * CE + beta * RCE`.
@@ -197,6 +205,13 @@ class _ConfiguredLoss(keras.losses.Loss):
         config.update(self._fn_kwargs)
         return config
 
+    def __repr__(self):
+        fields = dict(self._fn_kwargs, reduction=self.reduction, name=self.name)
+        if self.dtype != keras.config.floatx():
+            fields["dtype"] = self.dtype
+        arguments = ", ".join(f"{key}={value!r}" for key, value in fields.items())
+        return f"{type(self).__name__}({arguments})"
+
 
 @keras.saving.register_keras_serializable(package="keras_poison")
 class LabelSmoothingCrossentropy(_ConfiguredLoss):
@@ -245,7 +260,7 @@ class LabelSmoothingCrossentropy(_ConfiguredLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
-class GeneralizedCrossEntropy(_ConfiguredLoss):
+class GeneralizedCrossentropy(_ConfiguredLoss):
     """Generalized cross-entropy (L_q) loss, robust to flipped labels.
 
     `L_q(p, y) = (1 - p_y^q) / q` (Zhang & Sabuncu, NeurIPS 2018, eq. 6).
@@ -258,15 +273,17 @@ class GeneralizedCrossEntropy(_ConfiguredLoss):
         q: float in (0, 1]. Defaults to `0.7` (the paper's choice).
         from_logits: bool, whether `y_pred` are logits. Defaults to `False`.
         reduction: Keras loss reduction. Defaults to `"sum_over_batch_size"`.
-        name: str. Defaults to `"generalized_cross_entropy"`.
+        name: str. Defaults to `"generalized_crossentropy"`.
         dtype: the loss computation dtype. Defaults to `None`.
 
     Example:
 
-    >>> loss = GeneralizedCrossEntropy(q=0.7)
+    >>> loss = GeneralizedCrossentropy(q=0.7)
     >>> value = float(loss([1], [[0.2, 0.8]]))
     >>> round(value, 4) == round((1 - 0.8 ** 0.7) / 0.7, 4)
     True
+    >>> loss
+    GeneralizedCrossentropy(q=0.7, from_logits=False, reduction='sum_over_batch_size', name='generalized_crossentropy')
     """
 
     def __init__(
@@ -274,12 +291,12 @@ class GeneralizedCrossEntropy(_ConfiguredLoss):
         q=0.7,
         from_logits=False,
         reduction="sum_over_batch_size",
-        name="generalized_cross_entropy",
+        name="generalized_crossentropy",
         dtype=None,
     ):
         q = validate_number("q", q, low=0.0, high=1.0, low_open=True)
         super().__init__(
-            generalized_cross_entropy,
+            generalized_crossentropy,
             name=name,
             reduction=reduction,
             dtype=dtype,
@@ -289,7 +306,7 @@ class GeneralizedCrossEntropy(_ConfiguredLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
-class SymmetricCrossEntropy(_ConfiguredLoss):
+class SymmetricCrossentropy(_ConfiguredLoss):
     """Symmetric cross-entropy: cross-entropy plus reverse cross-entropy.
 
     `SL = alpha * CE(y, p) + beta * RCE(y, p)` with
@@ -307,12 +324,12 @@ class SymmetricCrossEntropy(_ConfiguredLoss):
             Defaults to `-4.0`.
         from_logits: bool, whether `y_pred` are logits. Defaults to `False`.
         reduction: Keras loss reduction. Defaults to `"sum_over_batch_size"`.
-        name: str. Defaults to `"symmetric_cross_entropy"`.
+        name: str. Defaults to `"symmetric_crossentropy"`.
         dtype: the loss computation dtype. Defaults to `None`.
 
     Example:
 
-    >>> loss = SymmetricCrossEntropy(alpha=0.0, beta=1.0)
+    >>> loss = SymmetricCrossentropy(alpha=0.0, beta=1.0)
     >>> round(float(loss([1], [[0.25, 0.75]])), 4)  # 4 * (1 - 0.75)
     1.0
     """
@@ -324,7 +341,7 @@ class SymmetricCrossEntropy(_ConfiguredLoss):
         log_zero=-4.0,
         from_logits=False,
         reduction="sum_over_batch_size",
-        name="symmetric_cross_entropy",
+        name="symmetric_crossentropy",
         dtype=None,
     ):
         alpha = validate_number("alpha", alpha, low=0.0)
@@ -336,7 +353,7 @@ class SymmetricCrossEntropy(_ConfiguredLoss):
             )
         log_zero = validate_number("log_zero", log_zero, high=0.0, high_open=True)
         super().__init__(
-            symmetric_cross_entropy,
+            symmetric_crossentropy,
             name=name,
             reduction=reduction,
             dtype=dtype,
@@ -395,3 +412,62 @@ class BootstrappingCrossentropy(_ConfiguredLoss):
             mode=mode,
             from_logits=bool(from_logits),
         )
+
+
+# ----------------------------------------------------------------------
+# Deprecated spellings ("CrossEntropy"); Keras writes "Crossentropy".
+
+
+def _warn_renamed(old, new):
+    warnings.warn(
+        f"`{old}` is deprecated and will be removed; it was renamed `{new}` "
+        "(Keras' spelling, as in `CategoricalCrossentropy`).",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+def generalized_cross_entropy(y_true, y_pred, q=0.7, from_logits=False):
+    """Deprecated alias of `generalized_crossentropy` (warns)."""
+    _warn_renamed("generalized_cross_entropy", "generalized_crossentropy")
+    return generalized_crossentropy(y_true, y_pred, q=q, from_logits=from_logits)
+
+
+def symmetric_cross_entropy(
+    y_true, y_pred, alpha=0.1, beta=1.0, log_zero=-4.0, from_logits=False
+):
+    """Deprecated alias of `symmetric_crossentropy` (warns)."""
+    _warn_renamed("symmetric_cross_entropy", "symmetric_crossentropy")
+    return symmetric_crossentropy(
+        y_true, y_pred, alpha=alpha, beta=beta, log_zero=log_zero, from_logits=from_logits
+    )
+
+
+@keras.saving.register_keras_serializable(
+    package="keras_poison", name="GeneralizedCrossEntropy"
+)
+class GeneralizedCrossEntropy(GeneralizedCrossentropy):
+    """Deprecated alias of `GeneralizedCrossentropy` (warns when constructed).
+
+    Kept, and registered under its old name, so that models saved with it
+    load without `custom_objects`. Takes the same arguments.
+    """
+
+    def __init__(self, *args, **kwargs):
+        _warn_renamed("GeneralizedCrossEntropy", "GeneralizedCrossentropy")
+        super().__init__(*args, **kwargs)
+
+
+@keras.saving.register_keras_serializable(
+    package="keras_poison", name="SymmetricCrossEntropy"
+)
+class SymmetricCrossEntropy(SymmetricCrossentropy):
+    """Deprecated alias of `SymmetricCrossentropy` (warns when constructed).
+
+    Kept, and registered under its old name, so that models saved with it
+    load without `custom_objects`. Takes the same arguments.
+    """
+
+    def __init__(self, *args, **kwargs):
+        _warn_renamed("SymmetricCrossEntropy", "SymmetricCrossentropy")
+        super().__init__(*args, **kwargs)

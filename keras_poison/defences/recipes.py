@@ -9,7 +9,7 @@ from keras_poison._validation import validate_value_range
 from keras_poison.defences.callbacks import RestoredWeightsCheck
 from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
-from keras_poison.defences.losses import GeneralizedCrossEntropy
+from keras_poison.defences.losses import GeneralizedCrossentropy
 from keras_poison.defences.losses import LabelSmoothingCrossentropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
 
@@ -185,10 +185,10 @@ def label_flip_defences(q=0.7, value_range=(0, 1), horizontal_flip=True, from_lo
     >>> x = np.random.default_rng(0).uniform(size=(12, 8, 8, 3)).astype("float32")
     >>> _ = model.fit(x, np.arange(12) % 3, epochs=1, verbose=0)
     >>> type(defences.loss).__name__, defences.loss.get_config()["q"]
-    ('GeneralizedCrossEntropy', 0.7)
+    ('GeneralizedCrossentropy', 0.7)
     """
     value_range = validate_value_range("value_range", value_range)
-    loss = GeneralizedCrossEntropy(q=q, from_logits=from_logits)
+    loss = GeneralizedCrossentropy(q=q, from_logits=from_logits)
     augmentation = ImageAugmentation(
         horizontal_flip=bool(horizontal_flip), value_range=value_range, seed=seed
     )

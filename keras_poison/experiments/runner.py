@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from keras_poison._validation import validate_class
 from keras_poison.experiments import scenarios as scenario_registry
 
 RESULTS_FILE = "results.json"
@@ -325,11 +326,10 @@ def _check_class_params(settings, loaded):
         for name in settings["scenarios"]:
             params = _cell_params(settings, name)
             if key in params:
-                value = params[key]
-                if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < k:
-                    raise ExperimentError(
-                        f"Expected `{key}` to be a class in [0, {k}). Received: {key}={value!r}"
-                    )
+                try:
+                    validate_class(key, params[key], k)
+                except (TypeError, ValueError) as error:
+                    raise ExperimentError(str(error)) from None
     for name in settings["scenarios"]:
         params = _cell_params(settings, name)
         if params.get("victim") is not None and params["victim"] == params.get("poison_label"):

@@ -314,14 +314,14 @@ def run_seed000(context, params, attack="none", defence="none"):
       suggests the same labels (`consensus`). The model is then trained on
       the relabelled set. The detection is scored against the attack's
       ground-truth mask.
-    * `"gce"`: `GeneralizedCrossEntropy(q=params["q"])`.
+    * `"gce"`: `GeneralizedCrossentropy(q=params["q"])`.
     * `"removal"`: `ClassPatternRemoval` fitted on the poisoned training set
       and applied to it, with a `ColourCentering` layer in front of the
       model.
     * `"pattern_recipe"`: `class_pattern_defences()`: the same removal, with
       `ImageAugmentation` and then `ColourCentering` in front of the model.
     * `"aug_gce"`: `label_flip_defences(q=params["q"])`: `ImageAugmentation`
-      in front of the model and `GeneralizedCrossEntropy`.
+      in front of the model and `GeneralizedCrossentropy`.
     * `"aum_drop"`: a first model is trained on the poisoned set with a
       `MarginRecorder`; what its `AUMDetector` report flags is dropped
       (`Sanitize`), and a fresh model is trained on the rest. The detection
@@ -355,7 +355,7 @@ def run_seed000(context, params, attack="none", defence="none"):
     elif defence == "gce":
         import keras_poison as kp
 
-        loss = kp.GeneralizedCrossEntropy(q=params["q"])
+        loss = kp.GeneralizedCrossentropy(q=params["q"])
     elif defence == "sanitize":
         y, extra = _sanitize(context, params, x, y, mask)
     elif defence in ("removal", "pattern_recipe"):
@@ -608,31 +608,50 @@ def _crafting_args(context, params):
         "epsilon": params["craft_epsilon"],
         "steps": params["steps"],
         "lam": params["lam"],
-        "clip_values": (0.0, 1.0),
+        "value_range": (0.0, 1.0),
         "seed": context.seed,
     }
+
+
+def _seed_args(context, params, crafting):
+    # Which seeds an attack picks depends on its rate, classes and seed only;
+    # the label-flip baselines (which craft nothing) pass no crafting params.
+    return _crafting_args(context, params) if crafting else {"seed": context.seed}
+
+
+def _supplanter_attack(context, params, alpha, crafting=True):
+    from keras_poison import SupplanterPoison
+
+    base, _ = base_model(context)
+    return SupplanterPoison(
+        base, supplanter=params["supplanter"], rate=alpha,
+        **_seed_args(context, params, crafting),
+    )
+
+
+def _victim_attack(context, params, crafting=True):
+    from keras_poison import VictimPoison
+
+    base, _ = base_model(context)
+    return VictimPoison(
+        base, victim=params["victim"], poison_label=params["poison_label"],
+        rate=params["coes_rate"], **_seed_args(context, params, crafting),
+    )
 
 
 def coeg_set_poisons(context, params, alpha):
     """`SupplanterPoison(rate=alpha)` applied to the seed's fine-tuning set.
 
-    Crafted once per seed and α in a run and shared by `coeg_set` and
-    `coeg_set_fl`, so the label-flip baseline relabels exactly the seeds the
-    crafted poisons came from.
+    Crafted once per seed and α in a run (cached in `context.shared`).
 
     Returns:
         `(x_poisoned, y_poisoned, mask, attack)`.
     """
-    from keras_poison import SupplanterPoison
-
     key = ("coeg_set", context.seed, params["set_size"], alpha, params["supplanter"],
            params["craft_epsilon"], params["steps"], params["lam"])
     if key not in context.shared:
-        base, _ = base_model(context)
         x, y = finetuning_set(context, params)
-        attack = SupplanterPoison(
-            base, supplanter=params["supplanter"], rate=alpha, **_crafting_args(context, params)
-        )
+        attack = _supplanter_attack(context, params, alpha)
         start = time.perf_counter()
         x_p, y_p, mask = attack.poison(x, y)
         attack.craft_seconds = time.perf_counter() - start
@@ -640,38 +659,93 @@ def coeg_set_poisons(context, params, alpha):
     return context.shared[key]
 
 
+def label_flip_baseline(context, params, variant, alpha=None):
+    """A crafted attack's label-flip baseline on the fine-tuning set (seed 003, §5).
+
+    The paper's baselines relabel the very seeds the crafted poisons are
+    made from, unmodified, so they differ from the attack only in the
+    images: the seeds are the crafted attack's own choice
+    (`select_seeds`, nothing is crafted), relabelled by `relabel_seeds`
+    as `benchmarks/class_oriented_paper.py` does.
+
+    * `"fl"`: the seeds of `SupplanterPoison(rate=alpha)` relabelled to the
+      supplanter (COEG's FL).
+    * `"fl1"`: the seeds of `VictimPoison(rate=coes_rate)`, drawn equally
+      from every class, all relabelled to the poison label (COES's FL-1;
+      the poison label's own seeds keep their label).
+    * `"fl2"`: only its victim-class seeds relabelled to the poison label
+      (COES's FL-2).
+
+    Args:
+        context: the `CellContext`.
+        params: the cell's parameters (`supplanter`, or `victim`,
+            `poison_label` and `coes_rate`; `set_size`).
+        variant: `"fl"`, `"fl1"` or `"fl2"`.
+        alpha: float, the COEG rate α (for `"fl"` only). Defaults to `None`.
+
+    Returns:
+        `(x_poisoned, y_poisoned, mask, summary)`: the mask marks the
+        examples whose label changed (seeds already labelled with the new
+        label are relabelled to the same label); `summary` has
+        `attack_summary`'s fields, the baseline described in
+        `attack_config`.
+    """
+    from keras_poison import relabel_seeds
+
+    x, y = finetuning_set(context, params)
+    if variant == "fl":
+        attack = _supplanter_attack(context, params, alpha, crafting=False)
+        label, source_classes = params["supplanter"], None
+    elif variant in ("fl1", "fl2"):
+        attack = _victim_attack(context, params, crafting=False)
+        label = params["poison_label"]
+        source_classes = None if variant == "fl1" else [params["victim"]]
+    else:
+        raise ValueError(
+            f"Expected `variant` in ('fl', 'fl1', 'fl2'). Received: variant={variant!r}"
+        )
+    seeds = attack.select_seeds(y)
+    flip = relabel_seeds(x, y, seeds, label, source_classes=source_classes)
+    x_p, y_p, mask = flip.poison(x, y)
+    # Not attack_summary(flip, ...): the flip's config would list every image.
+    summary = {
+        "attack": "relabel_seeds (" + {"fl": "FL", "fl1": "FL-1", "fl2": "FL-2"}[variant] + ")",
+        "attack_config": {
+            "seeds_of": type(attack).__name__,
+            "seed_count": int(len(seeds)),
+            "relabelled_to": int(label),
+            "source_classes": source_classes,
+            "count": int(mask.sum()),
+        },
+        "poisoned_fraction": float(np.mean(mask)),
+        "poisoned_count": int(np.sum(mask)),
+        "labels_changed": int(np.sum(y_p != y)),
+        "max_abs_pixel_change": float(np.max(np.abs(x_p - x))),
+    }
+    return x_p, y_p, mask, summary
+
+
 def run_coeg_set(context, params, flip=False):
     """COEG set attack (paper Fig. 4), or its label-flip baseline, for every α.
 
     A fraction α of the fine-tuning set is replaced by `SupplanterPoison`
-    poisons (labelled supplanter); with `flip=True` the same seed images,
-    unmodified, are relabelled supplanter instead (`PoisonSet` +
-    `InjectPoisons`), the paper's FL baseline.
+    poisons (labelled supplanter); with `flip=True` the seeds that attack
+    would craft from, unmodified, are relabelled supplanter instead
+    (`label_flip_baseline(..., "fl")`), the paper's FL baseline.
 
     Returns:
         A record with one entry per α under `"alphas"`.
     """
-    from keras_poison import InjectPoisons
-    from keras_poison import PoisonSet
-
     x, y = finetuning_set(context, params)
     supplanter = params["supplanter"]
     by_alpha = {}
     for alpha in params["alphas"]:
-        x_p, y_p, mask, attack = coeg_set_poisons(context, params, alpha)
-        summary = attack_summary(attack, x, y, x_p, y_p, mask)
-        summary["craft_seconds"] = attack.craft_seconds
         if flip:
-            seeds = attack.poisons.source_indices
-            relabelled = PoisonSet(
-                images=x[seeds],
-                labels=np.full(len(seeds), supplanter, dtype=y.dtype),
-                source_indices=seeds,
-            )
-            flip_attack = InjectPoisons(relabelled)
-            x_p, y_p, mask = flip_attack.poison(x, y)
-            summary = attack_summary(flip_attack, x, y, x_p, y_p, mask)
-            summary["attack_config"] = {"relabelled_to": supplanter, "count": len(seeds)}
+            x_p, y_p, mask, summary = label_flip_baseline(context, params, "fl", alpha)
+        else:
+            x_p, y_p, mask, attack = coeg_set_poisons(context, params, alpha)
+            summary = attack_summary(attack, x, y, x_p, y_p, mask)
+            summary["craft_seconds"] = attack.craft_seconds
         record = finetune(
             context, params, x_p, y_p, params["set_batch"], params["finetune_lr"],
             supplanter=supplanter,
@@ -754,34 +828,26 @@ def run_coes(context, params, variant="coes"):
 
     * `"coes"`: `VictimPoison(victim, poison_label, rate=coes_rate)`, seeds
       in equal numbers from every class.
-    * `"fl1"`: `TargetedFlip.to_class(poison_label, rate=coes_rate)`: chosen
-      examples of every class are relabelled `poison_label`.
-    * `"fl2"`: `TargetedFlip.from_class(victim, poison_label,
-      rate=coes_rate)`: only the chosen victim examples are.
+    * `"fl1"`: the same seeds, unmodified, all relabelled `poison_label`.
+    * `"fl2"`: only the victim-class seeds among them relabelled.
+
+    The baselines are `label_flip_baseline`: they relabel exactly the seeds
+    the crafted attack uses, as the paper does.
 
     Returns:
         The fine-tuning record with per-class CFT, the victim's CFT and the
         largest non-victim CFT.
     """
-    from keras_poison import TargetedFlip
-    from keras_poison import VictimPoison
-
     x, y = finetuning_set(context, params)
-    victim, label, rate = params["victim"], params["poison_label"], params["coes_rate"]
-    k = context.num_classes
+    victim = params["victim"]
     if variant == "coes":
-        base, _ = base_model(context)
-        attack = VictimPoison(
-            base, victim=victim, poison_label=label, rate=rate,
-            **_crafting_args(context, params),
-        )
-    elif variant == "fl1":
-        attack = TargetedFlip.to_class(label, rate=rate, num_classes=k, seed=context.seed)
+        attack = _victim_attack(context, params)
+        x_p, y_p, mask = attack.poison(x, y)
+        summary = attack_summary(attack, x, y, x_p, y_p, mask)
     else:
-        attack = TargetedFlip.from_class(victim, label, rate=rate, num_classes=k, seed=context.seed)
-    x_p, y_p, mask = attack.poison(x, y)
+        x_p, y_p, mask, summary = label_flip_baseline(context, params, variant)
     record = finetune(context, params, x_p, y_p, params["set_batch"], params["finetune_lr"])
-    record.update(attack_summary(attack, x, y, x_p, y_p, mask))
+    record.update(summary)
     cft = record["cft_per_class"]
     others = [c for j, c in enumerate(cft) if j != victim and c == c]  # c == c drops NaN
     record.update(
@@ -871,7 +937,7 @@ def _entries():
                  "mask): the ceiling of any drop-based sanitizer",
                  seed, _seed000("random_flip", "oracle_drop"), {"rate": 0.2}),
         Scenario("targeted_flip_gce",
-                 "targeted_flip against a noise-robust loss (GeneralizedCrossEntropy q=0.7)",
+                 "targeted_flip against a noise-robust loss (GeneralizedCrossentropy q=0.7)",
                  seed, _seed000("targeted_flip", "gce"), dict(GCE_PARAMS), ("baseline",)),
         Scenario("class_pattern_removal",
                  "class_pattern against ClassPatternRemoval + a ColourCentering layer",
@@ -882,7 +948,7 @@ def _entries():
                  seed, _seed000("class_pattern", "pattern_recipe"), dict(PATTERN_PARAMS)),
         Scenario("targeted_flip_aug_gce",
                  "targeted_flip against label_flip_defences(): ImageAugmentation + "
-                 "GeneralizedCrossEntropy q=0.7",
+                 "GeneralizedCrossentropy q=0.7",
                  seed, _seed000("targeted_flip", "aug_gce"), dict(GCE_PARAMS), ("baseline",)),
         Scenario("random_flip_aum_drop",
                  "random_flip, then AUMDetector on the margins of a first training run; "
@@ -905,19 +971,19 @@ def _entries():
                  "SupplanterPoison poisons; CTT vs α",
                  oriented, _class_oriented(run_coeg_set), dict(COEG_SET_PARAMS)),
         Scenario("coeg_set_fl",
-                 "label-flip baseline of coeg_set: the same seed images relabelled supplanter "
-                 "(PoisonSet + InjectPoisons)",
+                 "FL baseline of coeg_set: the seeds SupplanterPoison crafts from, unmodified, "
+                 "relabelled supplanter (relabel_seeds)",
                  oriented, _class_oriented(run_coeg_set, flip=True), dict(COEG_SET_PARAMS)),
         Scenario("coes",
                  "COES: VictimPoison (victim 9, poison label 0, α = 0.5); per-class CFT",
                  oriented, _class_oriented(run_coes), dict(COES_PARAMS)),
         Scenario("coes_fl1",
-                 "FL-1 baseline of coes: chosen examples of every class relabelled to the "
-                 "poison label (TargetedFlip.to_class)",
+                 "FL-1 baseline of coes: the seeds VictimPoison crafts from, unmodified, all "
+                 "relabelled to the poison label (relabel_seeds)",
                  oriented, _class_oriented(run_coes, variant="fl1"), dict(COES_FL_PARAMS)),
         Scenario("coes_fl2",
-                 "FL-2 baseline of coes: only chosen victim examples relabelled "
-                 "(TargetedFlip.from_class)",
+                 "FL-2 baseline of coes: only the victim-class seeds VictimPoison crafts from "
+                 "relabelled to the poison label (relabel_seeds)",
                  oriented, _class_oriented(run_coes, variant="fl2"), dict(COES_FL_PARAMS)),
     ]
 

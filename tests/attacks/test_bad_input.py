@@ -7,6 +7,8 @@ import tensorflow as tf
 from keras_poison import ClassPatternNoise
 from keras_poison import RandomFlip
 from keras_poison import TargetedFlip
+from keras_poison import relabel_seeds
+from keras_poison._validation import validate_class
 
 X = np.zeros((6, 2, 2, 3), "float32")
 Y = np.array([0, 1, 2, 0, 1, 2])
@@ -142,3 +144,65 @@ def test_num_examples_smaller_than_the_stream_raises_when_iterated():
     ds = tf.data.Dataset.from_tensor_slices((X, Y)).batch(2)
     with pytest.raises(tf.errors.InvalidArgumentError, match="num_examples"):
         list(RandomFlip(0.2, 3).transform(ds, num_examples=4))
+
+
+# ----------------------------------------------------------------------
+# One class-index check for the whole library.
+
+
+def test_validate_class_returns_a_python_int():
+    value = validate_class("target", np.int64(2), 3)
+    assert value == 2 and type(value) is int
+    assert validate_class("target", 7, None) == 7
+
+
+@pytest.mark.parametrize("value", [1.0, "1", True, None])
+def test_validate_class_refuses_what_is_not_an_int(value):
+    with pytest.raises(TypeError, match=r"Expected `target` to be an int class index in \[0, 3\)"):
+        validate_class("target", value, 3)
+
+
+@pytest.mark.parametrize("value", [-1, 3, 10])
+def test_validate_class_names_the_argument_and_the_interval(value):
+    with pytest.raises(ValueError, match=rf"Expected `target` in \[0, 3\). Received: target={value}$"):
+        validate_class("target", value, 3)
+
+
+def test_validate_class_without_num_classes_checks_only_non_negative():
+    with pytest.raises(ValueError, match="Expected `target` >= 0. Received: target=-2"):
+        validate_class("target", -2, None)
+
+
+def test_to_class_target_outside_the_classes():
+    with pytest.raises(ValueError, match=r"`target` in \[0, 3\)"):
+        TargetedFlip.to_class(3, rate=0.2, num_classes=3)
+    with pytest.raises(TypeError, match="`target`"):
+        TargetedFlip.to_class(1.0, rate=0.2, num_classes=3)
+
+
+# ----------------------------------------------------------------------
+# Keyword-only arguments.
+
+
+def test_seed_is_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        RandomFlip(0.2, 3, 0)
+    with pytest.raises(TypeError, match="positional"):
+        TargetedFlip({0: 1}, 0.2, 0)
+    with pytest.raises(TypeError, match="positional"):
+        TargetedFlip.from_confusion_matrix(np.ones((3, 3)), 0.2, 0)
+    with pytest.raises(TypeError, match="positional"):
+        TargetedFlip.to_class(0, 0.2, 3, 0)
+    with pytest.raises(TypeError, match="positional"):
+        TargetedFlip.from_class(1, 0, 0.2, 3, 0)
+
+
+def test_relabel_seeds_rejects_bad_indices_and_labels():
+    with pytest.raises(ValueError, match=r"`seed_indices` in \[0, 6\)"):
+        relabel_seeds(X, Y, [0, 6], label=0)
+    with pytest.raises(TypeError, match="`seed_indices`"):
+        relabel_seeds(X, Y, [0.5], label=0)
+    with pytest.raises(TypeError, match="`label`"):
+        relabel_seeds(X, Y, [0], label=0.0)
+    with pytest.raises(ValueError, match=r"len\(x\)=6, len\(y\)=5"):
+        relabel_seeds(X, Y[:5], [0], label=0)

@@ -78,16 +78,16 @@ def test_negative_lambda(model):
         SupplanterPoison(model, 0, lam=-1)
 
 
-@pytest.mark.parametrize("clip_values", [(1, 0), (0.5, 0.5)])
-def test_inverted_clip_values(model, clip_values):
-    with pytest.raises(ValueError, match="`clip_values` = \\(low, high\\) with low < high"):
-        SupplanterPoison(model, 0, clip_values=clip_values)
+@pytest.mark.parametrize("value_range", [(1, 0), (0.5, 0.5)])
+def test_inverted_value_range(model, value_range):
+    with pytest.raises(ValueError, match="`value_range` = \\(low, high\\) with low < high"):
+        SupplanterPoison(model, 0, value_range=value_range)
 
 
-@pytest.mark.parametrize("clip_values", ["01", (0,), 1.0])
-def test_clip_values_not_a_pair(model, clip_values):
-    with pytest.raises(TypeError, match="`clip_values` to be a pair"):
-        SupplanterPoison(model, 0, clip_values=clip_values)
+@pytest.mark.parametrize("value_range", ["01", (0,), 1.0])
+def test_value_range_not_a_pair(model, value_range):
+    with pytest.raises(TypeError, match="`value_range` to be a pair"):
+        SupplanterPoison(model, 0, value_range=value_range)
 
 
 def test_seeds_only_from_the_supplanter_class(model):
@@ -105,12 +105,12 @@ def test_victim_attack_without_victim_seeds(model):
         VictimPoison(model, 2, 0).craft(X[Y != 2], Y[Y != 2])
 
 
-def test_images_outside_clip_values(model):
+def test_images_outside_value_range(model):
     attack = SupplanterPoison(model, 0)
-    with pytest.raises(ValueError, match=r"inside clip_values=\(0.0, 1.0\).*values from"):
+    with pytest.raises(ValueError, match=r"inside value_range=\(0.0, 1.0\).*values from"):
         attack.craft(X * 4, Y)
-    with pytest.raises(ValueError, match="clip_values"):
-        SupplanterPoison(model, 0, clip_values=(0.6, 1.0)).poison(X, Y)
+    with pytest.raises(ValueError, match="value_range"):
+        SupplanterPoison(model, 0, value_range=(0.6, 1.0)).poison(X, Y)
 
 
 def test_x_and_y_of_different_lengths(model):

@@ -301,12 +301,12 @@ def test_class_pattern_defences_reject_bad_arguments():
 
 
 def test_label_flip_defences_pair_augmentation_with_generalized_cross_entropy(tmp_path):
-    from keras_poison import GeneralizedCrossEntropy
+    from keras_poison import GeneralizedCrossentropy
     from keras_poison import label_flip_defences
 
     defences = label_flip_defences(q=0.5, seed=0)
     assert isinstance(defences.augmentation, ImageAugmentation)
-    assert isinstance(defences.loss, GeneralizedCrossEntropy)
+    assert isinstance(defences.loss, GeneralizedCrossentropy)
     assert defences.loss.get_config()["q"] == 0.5
     model = small_model(defences.augmentation)
     model.compile("adam", loss=defences.loss)

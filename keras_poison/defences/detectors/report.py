@@ -266,10 +266,35 @@ class DetectionReport:
         )
 
     def __repr__(self):
-        return (
-            f"DetectionReport(detector={self.detector!r}, "
-            f"num_examples={self.num_examples}, num_flagged={int(self.flagged.sum())})"
-        )
+        """The detector, the counts and the scalar details; never the arrays.
+
+        Nested details (per-class statistics) are summarized by their size.
+        """
+        fields = [
+            f"detector={self.detector!r}",
+            f"num_examples={self.num_examples}",
+            f"num_flagged={int(self.flagged.sum())}",
+        ]
+        if self.suggested_labels is not None:
+            fields.append("suggests_labels=True")
+        if self.content_keys is not None:
+            fields.append("content_keys=True")
+        if self.details:
+            fields.append(
+                "details={"
+                + ", ".join(f"{k!r}: {_short_repr(v)}" for k, v in self.details.items())
+                + "}"
+            )
+        return f"DetectionReport({', '.join(fields)})"
+
+
+def _short_repr(value):
+    """`repr` of a scalar detail; `<dict of 3>` / `<list of 10>` for containers."""
+    if isinstance(value, dict):
+        return f"<dict of {len(value)}>"
+    if isinstance(value, (list, tuple)):
+        return f"<{type(value).__name__} of {len(value)}>"
+    return repr(value)
 
 
 def _as_vector(name, value, dtype):

@@ -192,3 +192,21 @@ def test_rank_average_gives_tied_scores_the_same_rank_whatever_their_order():
     # Ranks: a 0 1 2 3, b 3 1.5 0 1.5.
     np.testing.assert_allclose(scores, np.array([1.5, 1.25, 1.0, 2.25]) / 3)
     assert rank_average(a, b, num_flagged=1).flagged_indices.tolist() == [3]
+
+
+def test_repr_shows_detector_counts_and_config_not_arrays():
+    report = make_report(details={"k": 3, "threshold": 0.5, "classes": {0: {"n": 2}, 1: {}}})
+    text = repr(report)
+    assert text == (
+        "DetectionReport(detector='test', num_examples=5, num_flagged=2, "
+        "suggests_labels=True, details={'k': 3, 'threshold': 0.5, 'classes': <dict of 2>})"
+    )
+    assert "0.9" not in text and "array" not in text
+    images = np.arange(5, dtype="uint8").reshape(5, 1, 1, 1)
+    keyed = report.with_content_keys(images, np.arange(5))
+    assert "num_flagged=2, suggests_labels=True, content_keys=True, details=" in repr(keyed)
+
+
+def test_repr_of_a_bare_report_has_only_the_counts():
+    report = DetectionReport(np.zeros(1000), np.arange(1000) < 7)
+    assert repr(report) == "DetectionReport(detector='unknown', num_examples=1000, num_flagged=7)"
