@@ -40,9 +40,14 @@ class ImageAugmentation(keras.layers.Layer):
         translation: float in [0, 1), the largest shift as a fraction of
             the height and of the width (`0.125` is 4 pixels of a 32x32
             image). `0` turns it off. Defaults to `0`.
-        value_range: `(low, high)` of the input images; outputs are clipped
-            to it. Defaults to `(0, 1)` (the library's models take images
-            scaled to [0, 1]); pass `(0, 255)` for unscaled images.
+        value_range: `(low, high)` of the input images; outputs stay
+            inside it. Defaults to `(0, 1)`, the range of the library's
+            loaders and models (Keras' `RandomBrightness` defaults to
+            `(0, 255)`); pass `(0, 255)` for unscaled images. Every training
+            batch is checked against it: values outside it, or a range
+            with `high > 1` fed images that all lie in [0, 1] (images
+            scaled to [0, 1] under a 0-255 range), raise an error instead
+            of being clipped or shifted by 255 times too much.
         seed: int or `None`, seeds the three random layers. Defaults to
             `None`.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
@@ -116,6 +121,8 @@ class ImageAugmentation(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
+        if training and self._steps:
+            inputs = _checked_range(inputs, self.value_range, "ImageAugmentation")
         outputs = inputs
         for step in self._steps:
             outputs = step(outputs, training=training)
@@ -137,6 +144,43 @@ class ImageAugmentation(keras.layers.Layer):
             }
         )
         return config
+
+
+def _checked_range(inputs, value_range, caller):
+    """`inputs`, after an assertion that they lie in `value_range`.
+
+    Also refuses a 0-255 range for a batch whose values all lie in (0, 1]:
+    such images were scaled to [0, 1], and a 0-255 augmentation would
+    shift them by 255 times too much. (A whole batch of 0-255 photographs
+    darker than one grey level does not occur.)
+    """
+    import tensorflow as tf  # the checks are graph assertions (TF backend)
+
+    low, high = value_range
+    values = tf.convert_to_tensor(inputs)
+    smallest = tf.cast(tf.reduce_min(values), tf.float32)
+    largest = tf.cast(tf.reduce_max(values), tf.float32)
+    inside = tf.logical_and(smallest >= low, largest <= high)
+    hint = f"Pass the images' range as `value_range` (now {tuple(value_range)})."
+    checks = [
+        tf.debugging.Assert(
+            inside,
+            [f"{caller}: expected images in value_range={tuple(value_range)}; "
+             "received values from", smallest, "to", largest, hint],
+        )
+    ]
+    if high > 1:
+        scaled = tf.logical_and(largest <= 1.0, largest > 0.0)
+        checks.append(
+            tf.debugging.Assert(
+                tf.logical_not(scaled),
+                [f"{caller}: value_range={tuple(value_range)} but every value of "
+                 "the batch lies in (0, 1]: the images look scaled to [0, 1]. "
+                 "Pass value_range=(0, 1).", largest],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(values)
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")

@@ -21,9 +21,12 @@ noise of the class means (a positive-part James–Stein factor per class), so
 on clean data little is removed.
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
+from keras_poison import streams
 from keras_poison._validation import default_value_range
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
@@ -237,14 +240,15 @@ class ClassPatternRemoval:
             yield x[start : start + _FIT_BATCH], labels[start : start + _FIT_BATCH]
 
     def _dataset_batches(self, dataset):
-        x_spec, y_spec = dataset.element_spec
-        if x_spec.shape.rank in (2, 3) and y_spec.shape.rank in (0, 1):
+        layout = streams.describe(
+            dataset, caller="ClassPatternRemoval.fit", num_classes=self.num_classes
+        )
+        if not layout.batched:
             dataset = dataset.batch(_FIT_BATCH)
-        for images, labels in dataset:
-            labels = labels.numpy()
-            if labels.ndim == 2 and labels.shape[1] > 1:
-                labels = np.argmax(labels, axis=1)
-            labels = labels.reshape(-1).astype(np.int64)
+        block = dataclasses.replace(layout, batched=True)
+        for element in dataset:
+            images, labels, _ = block.split(element)
+            labels = block.class_indices(labels).numpy().astype(np.int64)
             self._check_labels(labels)
             yield images, labels
 
@@ -317,7 +321,22 @@ class ClassPatternRemoval:
             with tf.init_scope():
                 table = self._pattern_tensor = tf.constant(self.patterns)
         low, high = self._range(images.dtype)
-        values = tf.cast(images, tf.float32) - tf.gather(table, labels)
+        values = tf.cast(images, tf.float32)
+        # Images outside the stated range are an error, never a silent clip.
+        inside = tf.debugging.Assert(
+            tf.logical_and(
+                tf.reduce_all(values >= low), tf.reduce_all(values <= high)
+            ),
+            [
+                f"ClassPatternRemoval: expected images in value_range=({low:g}, "
+                f"{high:g}); received values in",
+                tf.reduce_min(values),
+                tf.reduce_max(values),
+                "Pass the images' range as `value_range`.",
+            ],
+        )
+        with tf.control_dependencies([inside]):
+            values = values - tf.gather(table, labels)
         values = tf.clip_by_value(values, low, high)
         if images.dtype.is_integer:
             values = tf.round(values)
@@ -344,40 +363,64 @@ class ClassPatternRemoval:
         x = np.asarray(x)
         self._check_shape(x.shape[1:])
         labels = self._class_indices(x, y)
-        cleaned = [
-            self._remove_tensor(
-                tf.convert_to_tensor(x[start : start + _FIT_BATCH]),
-                labels[start : start + _FIT_BATCH],
-            ).numpy()
-            for start in range(0, len(x), _FIT_BATCH)
-        ]
+        try:
+            cleaned = [
+                self._remove_tensor(
+                    tf.convert_to_tensor(x[start : start + _FIT_BATCH]),
+                    labels[start : start + _FIT_BATCH],
+                ).numpy()
+                for start in range(0, len(x), _FIT_BATCH)
+            ]
+        except tf.errors.InvalidArgumentError as error:
+            # The stream's check, raised as the NumPy path's error type.
+            raise ValueError(error.message.split("\n")[0]) from None
         if not cleaned:
             return x.copy(), y
         return np.concatenate(cleaned), y
 
     def __call__(self, dataset):
-        """`ds.apply(removal)`: removes the patterns from every element."""
-        self._check_fitted()
-        x_spec, y_spec = dataset.element_spec
-        image_rank = self.patterns.ndim - 1
-        if x_spec.shape.rank == image_rank:
-            batched = False
-        elif x_spec.shape.rank == image_rank + 1:
-            batched = True
-        else:
-            raise ValueError(
-                f"Expected images of shape {tuple(self.patterns.shape[1:])} or "
-                f"batches of them. Received: element shape {x_spec.shape}"
-            )
-        self._check_shape(x_spec.shape[1:] if batched else x_spec.shape)
-        one_hot = y_spec.shape.rank == (2 if batched else 1)
+        """`ds.apply(removal)`: removes the patterns from every element; see `transform`."""
+        return self.transform(dataset)
 
-        def clean(images, labels):
-            indices = tf.argmax(labels, axis=-1) if one_hot else tf.cast(labels, tf.int64)
-            if batched:
-                indices = tf.reshape(indices, [-1])
-                return self._remove_tensor(images, indices), labels
-            return self._remove_tensor(images[None], indices[None])[0], labels
+    def transform(self, dataset, batched=None, image_key=None):
+        """Removes the fitted patterns from a `tf.data.Dataset` as it streams.
+
+        Each image loses its own class's pattern, so the result does not
+        depend on the order of the stream: it may be shuffled or repeated
+        first. Elements may be `(x, y)` or `(x, y, sample_weight)`, labels
+        sparse, `(n, 1)` or one-hot, batched or not (see
+        `keras_poison.streams`).
+
+        Args:
+            dataset: the stream to clean.
+            batched: bool or `None` (decide from the stream). Defaults to `None`.
+            image_key: where the images sit in a dict or tuple `x`.
+                Defaults to `None`.
+
+        Returns:
+            The cleaned `tf.data.Dataset`, same element structure.
+        """
+        self._check_fitted()
+        layout = streams.describe(
+            dataset,
+            caller="ClassPatternRemoval",
+            batched=batched,
+            image_key=image_key,
+            num_classes=self.num_classes,
+        )
+        spec = layout.image_spec
+        self._check_shape(spec.shape[1:] if layout.batched else spec.shape)
+        block = dataclasses.replace(layout, batched=True)
+
+        def clean(*element):
+            if not layout.batched:
+                element = tf.nest.map_structure(lambda part: part[None], element)
+            images, labels, rest = block.split(element)
+            indices = tf.cast(block.class_indices(labels), tf.int64)
+            cleaned = block.join(self._remove_tensor(images, indices), labels, rest)
+            if not layout.batched:
+                cleaned = tf.nest.map_structure(lambda part: part[0], cleaned)
+            return cleaned
 
         return dataset.map(clean, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 

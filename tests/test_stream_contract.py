@@ -1,0 +1,152 @@
+"""The stream contract over user-shaped pipelines: exact, or a clear error.
+
+Hypothesis draws pipeline cases (image dtype and shape, label format,
+element structure, batch size and remainder, an upstream op) for every
+stream transform; `tests/stream_contract.py` runs each on a stream and on
+the arrays. No case may be silent or fail unclearly; every pipeline Keras'
+`fit` accepts must give the exact result, and a position-keyed transform
+after an order-changing op must raise.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from keras_poison import ClassPatternNoise
+from keras_poison import DetectionReport
+from keras_poison import RandomFlip
+from keras_poison import Sanitize
+from tests import stream_contract as contract
+
+cases = st.builds(
+    contract.PipelineCase,
+    transform=st.sampled_from(contract.TRANSFORMS),
+    image_dtype=st.sampled_from(contract.IMAGE_DTYPES),
+    image_shape=st.sampled_from(contract.IMAGE_SHAPES),
+    label_format=st.sampled_from(contract.LABEL_FORMATS),
+    structure=st.sampled_from(contract.STRUCTURES),
+    batch_size=st.sampled_from(contract.BATCH_SIZES),
+    drop_remainder=st.booleans(),
+    upstream=st.sampled_from(contract.UPSTREAM),
+    n=st.integers(1, 30),
+    seed=st.integers(0, 2**16),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases)
+def test_every_pipeline_is_exact_or_a_clear_error(case):
+    outcome, detail = contract.run_case(case)
+    if contract.must_be_exact(case):
+        assert outcome == "exact", (case, outcome, detail)
+    else:
+        assert outcome == "error", (case, outcome, detail)
+
+
+# -- The shapes that were silent before (issue 16), one regression each. ----
+
+
+def _images(n=300, dtype="uint8"):
+    return np.random.default_rng(0).integers(0, 256, (n, 8, 8, 3)).astype(dtype)
+
+
+def test_regression_column_labels_from_keras_datasets_flip_exactly_rate():
+    x, y = _images(), np.random.default_rng(1).integers(0, 10, (300, 1)).astype("uint8")
+    attack = RandomFlip(0.2, 10, seed=0)
+    _, y_p, mask = attack.poison(x, y)
+    out = list(attack.transform(tf.data.Dataset.from_tensor_slices((x, y)), with_mask=True))
+    assert mask.sum() == 60 and sum(int(m) for _, _, m in out) == 60
+    assert y_p.shape == (300, 1) and out[0][1].shape == (1,)
+    np.testing.assert_array_equal(np.stack([label for _, label, _ in out]), y_p)
+
+
+def test_regression_column_labels_with_class_pattern_noise_give_a_mask_per_example():
+    x, y = _images(40), np.arange(40)[:, None] % 10
+    attack = ClassPatternNoise(10, epsilon=8, fraction=0.5)
+    x_p, _, mask = attack.poison(x, y)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    out = list(attack.transform(ds, with_mask=True).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([m for *_, m in out]), mask)
+    np.testing.assert_array_equal(np.concatenate([im for im, *_ in out]), x_p)
+
+
+def test_regression_sub_grey_level_epsilon_on_a_uint8_stream_raises_at_build_time():
+    ds = tf.data.Dataset.from_tensor_slices((_images(10), np.zeros(10, "int64")))
+    with pytest.raises(ValueError, match="epsilon"):
+        ClassPatternNoise(10, epsilon=16 / 255).transform(ds)
+
+
+@pytest.mark.parametrize(
+    "upstream", [lambda d: d.shuffle(10), lambda d: d.repeat(2), lambda d: d.shard(2, 0)]
+)
+def test_regression_attack_after_an_order_changing_op_raises(upstream):
+    ds = tf.data.Dataset.from_tensor_slices((_images(10), np.zeros(10, "int64")))
+    with pytest.raises(ValueError, match="Apply the attack first"):
+        RandomFlip(0.2, 10).transform(upstream(ds))
+
+
+def test_regression_sanitize_after_shuffle_raises_and_content_keys_find_every_flag():
+    x, y = _images(30), np.arange(30) % 10
+    flagged = np.zeros(30, bool)
+    flagged[::3] = True
+    report = DetectionReport(flagged.astype(float), flagged)
+    shuffled = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(30)
+    with pytest.raises(ValueError, match="key='content'"):
+        shuffled.apply(Sanitize(report))
+    kept = list(shuffled.apply(Sanitize(report.with_content_keys(x, y), key="content")))
+    kept_images = {np.asarray(image).tobytes() for image, _ in kept}
+    assert kept_images == {x[i].tobytes() for i in np.flatnonzero(~flagged)}
+
+
+def test_regression_integer_one_hot_labels_on_an_unbatched_stream_stay_one_hot():
+    x, y = _images(20), np.eye(10, dtype="int64")[np.arange(20) % 10]
+    attack = RandomFlip(0.5, 10, seed=3)
+    _, y_p, _ = attack.poison(x, y)
+    out = [label for _, label in attack.transform(tf.data.Dataset.from_tensor_slices((x, y)))]
+    np.testing.assert_array_equal(np.stack(out), y_p)
+
+
+def test_regression_float_labels_batched_by_num_classes_are_read_as_sparse():
+    x = np.random.default_rng(0).uniform(size=(40, 8, 8)).astype("float32")
+    y = (np.arange(40) % 10).astype("float32")
+    attack = RandomFlip(0.5, 10, seed=3)
+    _, y_p, _ = attack.poison(x, y)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(10, drop_remainder=True)
+    out = np.concatenate([label for _, label in attack.transform(ds).as_numpy_iterator()])
+    np.testing.assert_array_equal(out, y_p)
+
+
+def test_a_stream_that_reads_both_ways_asks_for_batched():
+    # Ten (10, 10) grayscale images with ten labels, or one batch: from a
+    # generator nothing in the pipeline says which.
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter([]),
+        output_signature=(tf.TensorSpec((10, 10)), tf.TensorSpec((10,))),
+    )
+    with pytest.raises(ValueError, match="batched=True"):
+        RandomFlip(0.2, 10).transform(ds, num_examples=10)
+    RandomFlip(0.2, 10).transform(ds, num_examples=10, batched=True)  # settles it
+
+
+def test_sample_weights_pass_through_and_drop_with_their_example():
+    x, y, w = _images(12), np.arange(12) % 10, np.arange(12, dtype="float32")
+    flagged = np.arange(12) % 4 == 0
+    ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(5)
+    out = list(ds.apply(Sanitize(flagged)).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([e[2] for e in out]), w[~flagged])
+    poisoned = list(RandomFlip(0.5, 10).transform(ds).as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([e[2] for e in poisoned]), w)
+
+
+def test_dict_inputs_take_the_only_image_shaped_input():
+    x, meta, y = _images(12), np.arange(12, dtype="float32"), np.arange(12) % 10
+    attack = ClassPatternNoise(10, epsilon=8)
+    x_p, _, _ = attack.poison(x, y)
+    ds = tf.data.Dataset.from_tensor_slices(({"pixels": x, "meta": meta}, y))
+    out = list(attack.transform(ds).as_numpy_iterator())
+    np.testing.assert_array_equal(np.stack([e[0]["pixels"] for e in out]), x_p)
+    np.testing.assert_array_equal(np.stack([e[0]["meta"] for e in out]), meta)
