@@ -8,6 +8,7 @@ from keras_poison import defences
 from keras_poison import experiments
 from keras_poison import metrics
 from keras_poison import models
+from keras_poison import streams
 from keras_poison.attacks import ClassPatternNoise
 from keras_poison.attacks import InjectPoisons
 from keras_poison.attacks import PoisonSet
@@ -51,6 +52,7 @@ from keras_poison.defences import consensus
 from keras_poison.defences import rank_average
 from keras_poison.defences import plot_confusion_matrix
 from keras_poison.defences import plot_suspicious
+from keras_poison.fingerprints import content_keys
 from keras_poison.callbacks import RecraftPoisons
 from keras_poison.metrics import CTTResult
 from keras_poison.metrics import accuracy

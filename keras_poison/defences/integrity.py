@@ -529,19 +529,18 @@ def _array_batch(x, y, expected):
 
 def _dataset_batches(dataset, expected):
     """Yields `(images, labels, width)` per dataset element, streaming."""
-    spec = dataset.element_spec
-    if not isinstance(spec, tuple) or len(spec) != 2:
+    # The dataset is already a TensorFlow object here; the module itself
+    # stays importable without TensorFlow (the CLI's `manifest` commands).
+    from keras_poison import streams
+
+    layout = streams.describe(dataset, caller="DatasetManifest")
+    if layout.arity != 2 or layout.image_key is not None:
         raise ValueError(
             "Expected `x` to be a tf.data.Dataset of (image, label) pairs. "
-            f"Received: element_spec={spec}"
+            f"Received: element_spec={dataset.element_spec}"
         )
-    x_spec, y_spec = spec
-    if not (hasattr(x_spec, "shape") and hasattr(y_spec, "shape")):
-        raise ValueError(
-            "Expected `x` to be a tf.data.Dataset of (image, label) tensor "
-            f"pairs. Received: element_spec={spec}"
-        )
-    batched = _is_batched(x_spec, y_spec)
+    batched = layout.batched
+    x_spec = layout.image_spec
     image_shape = x_spec.shape[1:] if batched else x_spec.shape
     if expected is not None and image_shape.rank is not None:
         # Compare what the spec knows now, before the first element is read.
@@ -561,33 +560,6 @@ def _dataset_batches(dataset, expected):
                 f"Received: {len(images)} images and {len(labels)} labels"
             )
         yield images, labels, width
-
-
-def _is_batched(x_spec, y_spec):
-    """Whether dataset elements are batches, judged from the specs.
-
-    A scalar label is one sparse label and a 2-D label a batch. A rank-1
-    label is a batch of sparse labels if its length is open (as after
-    `batch`); if it differs from the image's leading dimension it is one
-    label (one-hot or `(1,)`); otherwise integers are taken for a batch and
-    floats for one one-hot label.
-    """
-    rank = y_spec.shape.rank
-    if rank == 0:
-        return False
-    if rank == 2:
-        return True
-    if rank == 1:
-        length = y_spec.shape[0]
-        if length is None:
-            return True
-        if x_spec.shape.rank and x_spec.shape[0] != length:
-            return False
-        return y_spec.dtype.is_integer
-    raise ValueError(
-        "Expected the dataset's labels to be sparse or one-hot, unbatched or "
-        f"batched (rank 0 to 2). Received: label spec {y_spec}"
-    )
 
 
 def _check_images(shape, dtype, expected, open_dims=False):

@@ -9,7 +9,7 @@ finds them in a stream in one of two ways:
   passes a `shuffle`, `repeat`, `shard` or `filter` first is refused, since
   positions no longer name the same examples there.
 * `key="content"`: by a fingerprint of each example's image bytes and label
-  (`keras_poison.content_keys`), carried by the report
+  (`keras_poison.fingerprints`), carried by the report
   (`report.with_content_keys(x, y)`). The flagged examples are then found
   whatever the order, shard or epoch they arrive in.
 
@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from keras_poison import streams
 from keras_poison._validation import to_class_indices
-from keras_poison.content_keys import content_keys
-from keras_poison.content_keys import content_keys_tensor
+from keras_poison.fingerprints import content_keys
+from keras_poison.fingerprints import content_keys_tensor
 from keras_poison.defences.detectors.report import DetectionReport
 
 _ACTIONS = ("drop", "relabel")

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 from sklearn import metrics as sk_metrics
 
-from keras_poison.content_keys import content_keys
+from keras_poison.fingerprints import content_keys
 
 _FORMAT_VERSION = 1
 
@@ -70,7 +70,7 @@ class DetectionReport:
         details: dict of JSON-serializable extras (thresholds, per-class
             statistics). Defaults to `None`.
         content_keys: int64 array `(n,)` or `None`, each example's content
-            key (`keras_poison.content_keys`), so `Sanitize(report,
+            key (`keras_poison.fingerprints`), so `Sanitize(report,
             key="content")` finds the flagged examples in any order; see
             `with_content_keys`. Defaults to `None`.
 
