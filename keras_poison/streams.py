@@ -412,16 +412,55 @@ def pipeline_batching(dataset):
         node = inputs[0]
 
 
-def examples_before_batching(dataset):
-    """The number of examples a batched pipeline was made from, or `None`.
+@dataclasses.dataclass(frozen=True)
+class BatchingSource:
+    """What a batched pipeline was made from: a `batch` op over known data.
 
-    Known when a batching op reads a dataset of known size and only ops
-    that keep every batch (map, prefetch, cache, options) follow it.
+    Attributes:
+        num_examples: the size of the dataset the `batch` op reads.
+        batch_size: its batch size.
+        drop_remainder: whether it drops the last, smaller batch.
+    """
+
+    num_examples: int
+    batch_size: int
+    drop_remainder: bool
+
+    def batch_checks(self, offset, size, caller, remedy=None):
+        """`[(ok, message)]`: a batch at `offset` has the size `batch` gives it.
+
+        An op between `batch` and the transform that drops examples from a
+        batch (a `map` that slices, `Sanitize(action="drop")`) would
+        otherwise leave the count read from the pipeline wrong.
+        """
+        full = tf.constant(self.batch_size, tf.int64)
+        left = tf.constant(self.num_examples, tf.int64) - offset
+        expected = full if self.drop_remainder else tf.minimum(full, left)
+        return [
+            (
+                tf.equal(tf.cast(size, tf.int64), expected),
+                f"{caller}: a batch's size differs from what "
+                f"batch({self.batch_size}) of the {self.num_examples} examples "
+                "it reads gives: an op between `batch` and this transform "
+                "changed the batches, so the size read from the pipeline does "
+                "not hold. "
+                + (remedy or "Pass the true size as `num_examples` (or num_examples='count')."),
+            )
+        ]
+
+
+def batching_source(dataset):
+    """The `BatchingSource` of a batched pipeline, or `None` when unknown.
+
+    Known when a `batch` (or `padded_batch`) op reads a dataset of known
+    size and only ops that map each batch to one batch follow it (map,
+    scan, prefetch, cache, options). Whether those keep every batch whole
+    cannot be seen; `BatchingSource.batch_checks` checks it on each batch.
     """
     node = dataset
     while type(node).__name__ not in _BATCHING:
         if type(node).__name__ not in (
-            "_MapDataset", "_ParallelMapDataset", "_PrefetchDataset",
+            "_MapDataset", "_ParallelMapDataset", "_PrefetchDataset", "_ScanDataset",
             "CacheDataset", "_CacheDataset", "_MemoryCacheDataset",
             "_OptionsDataset", "_AssertCardinalityDataset", "_ModelDataset",
         ):
@@ -430,11 +469,16 @@ def examples_before_batching(dataset):
         if len(inputs) != 1:
             return None
         node = inputs[0]
+    batch_size = _constant(getattr(node, "_batch_size", None))
+    drop = getattr(node, "_drop_remainder", None)
+    drop = None if drop is None else bool(_constant(drop))
     inputs = node._inputs()
-    if len(inputs) != 1:
+    if batch_size is None or drop is None or len(inputs) != 1:
         return None
     size = int(inputs[0].cardinality())
-    return size if size >= 0 else None
+    if size < 0:
+        return None
+    return BatchingSource(size, int(batch_size), drop)
 
 
 def order_changes(dataset):

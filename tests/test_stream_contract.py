@@ -150,3 +150,24 @@ def test_dict_inputs_take_the_only_image_shaped_input():
     out = list(attack.transform(ds).as_numpy_iterator())
     np.testing.assert_array_equal(np.stack([e[0]["pixels"] for e in out]), x_p)
     np.testing.assert_array_equal(np.stack([e[0]["meta"] for e in out]), meta)
+
+
+def test_regression_a_batch_shrunk_after_batch_is_an_error_not_a_shifted_poisoned_set():
+    x, y = _images(50), np.arange(50) % 10
+    flagged = np.arange(50) % 3 == 0
+    shrunk = tf.data.Dataset.from_tensor_slices((x, y)).batch(7).apply(Sanitize(flagged))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="changed the batches"):
+        list(shrunk.apply(RandomFlip(0.2, 10)))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="changed the batches"):
+        list(shrunk.apply(Sanitize(flagged)))
+
+
+def test_chained_attacks_on_a_batched_stream_equal_chained_poison_calls():
+    x, y = _images(50), np.arange(50) % 10
+    flip, pattern = RandomFlip(0.2, 10), ClassPatternNoise(10, epsilon=8)
+    x1, y1, _ = flip.poison(x, y)
+    x2, y2, _ = pattern.poison(x1, y1)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(7).apply(flip).apply(pattern)
+    out = list(ds.as_numpy_iterator())
+    np.testing.assert_array_equal(np.concatenate([e[0] for e in out]), x2)
+    np.testing.assert_array_equal(np.concatenate([e[1] for e in out]), y2)

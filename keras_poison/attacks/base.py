@@ -154,7 +154,7 @@ class PoisoningAttack(abc.ABC):
     # ------------------------------------------------------------------
     # The computation both paths run.
 
-    def _poison_block(self, x, y, index, num_examples, layout, eager=False):
+    def _poison_block(self, x, y, index, num_examples, layout, eager=False, extra_checks=()):
         """Poisons a block; returns `(x, y, mask)` with formats preserved.
 
         `eager=True` (the NumPy path) raises the checks' messages as
@@ -164,6 +164,7 @@ class PoisoningAttack(abc.ABC):
         labels = layout.class_indices(y)
         checks = self._label_checks(y, labels, layout)
         checks += self._image_checks(x)
+        checks += list(extra_checks)
         if num_examples is not None:
             checks.append(
                 (
@@ -278,7 +279,7 @@ class PoisoningAttack(abc.ABC):
             caller=name,
             remedy="Apply the attack first: `ds.apply(attack).shuffle(...)`.",
         )
-        num_examples = self._resolve_size(dataset, layout, num_examples)
+        num_examples, source = self._resolve_size(dataset, layout, num_examples)
         image_shape = layout.image_spec.shape[1:] if layout.batched else layout.image_spec.shape
         self._check_image_spec(tuple(image_shape), layout.image_spec.dtype.as_numpy_dtype)
         if num_examples is not None:
@@ -288,8 +289,11 @@ class PoisoningAttack(abc.ABC):
 
         def poison(index, element):
             images, labels, rest = block_layout.split(element)
+            extra = []
+            if source is not None:  # the size came from the pipeline: check it holds
+                extra = source.batch_checks(index[0], tf.shape(index)[0], name)
             x_new, y_new, mask = self._poison_block(
-                images, labels, index, num_examples, block_layout
+                images, labels, index, num_examples, block_layout, extra_checks=extra
             )
             out = block_layout.join(x_new, y_new, rest)
             return (*out, mask) if with_mask else out
@@ -311,26 +315,30 @@ class PoisoningAttack(abc.ABC):
         return poisoned
 
     def _resolve_size(self, dataset, layout, num_examples):
-        """The data set's size as an int, or `None` for per-example draws."""
+        """`(size, source)`: the data set's size as an int (or `None` for
+        per-example draws), and the `BatchingSource` it was read from, if any."""
         name = type(self).__name__
         if isinstance(num_examples, str):
             if num_examples == COUNT:
-                return streams.count_examples(dataset, layout)
+                return streams.count_examples(dataset, layout), None
             if num_examples == UNKNOWN:
-                return None
+                return None, None
             raise ValueError(
                 f"Expected `num_examples` to be an int, None, {COUNT!r} or "
                 f"{UNKNOWN!r}. Received: num_examples={num_examples!r}"
             )
         if num_examples is not None:
-            return validate_int("num_examples", num_examples, 0)
+            return validate_int("num_examples", num_examples, 0), None
         if layout.batched:
-            size = streams.examples_before_batching(dataset)
+            source = streams.batching_source(dataset)
+            if source is not None:
+                return source.num_examples, source
+            size = None
         else:
             size = int(dataset.cardinality())
             size = size if size >= 0 else None
         if size is not None or not self.uses_dataset_size:
-            return size
+            return size, None
         raise ValueError(
             f"{name}: the dataset's number of examples is unknown, so exactly "
             "round(rate * n) of them cannot be chosen. Pass "

@@ -73,6 +73,7 @@ class ClassPatternNoise(PoisoningAttack):
         self,
         num_classes,
         epsilon,
+        *,
         seed=0,
         fraction=1.0,
         value_range=None,

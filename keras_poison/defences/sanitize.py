@@ -80,7 +80,7 @@ class Sanitize:
     [0, 1]
     """
 
-    def __init__(self, report, action="drop", suggested_labels=None, key="index"):
+    def __init__(self, report, action="drop", *, suggested_labels=None, key="index"):
         if not isinstance(report, DetectionReport):
             mask = np.asarray(report)
             report = DetectionReport(mask.astype(np.float64), mask)
@@ -220,11 +220,18 @@ class Sanitize:
                 ),
             )
             cardinality = int(dataset.cardinality())
-            if not layout.batched and cardinality >= 0 and cardinality != self.num_examples:
+            source = streams.batching_source(dataset) if layout.batched else None
+            if source is not None:
+                cardinality = source.num_examples
+            elif layout.batched:
+                cardinality = -1
+            if cardinality >= 0 and cardinality != self.num_examples:
                 raise ValueError(
                     f"Expected a dataset of the {self.num_examples} examples the report "
                     f"was made on. Received: a dataset of {cardinality} examples"
                 )
+        else:
+            source = None
         flagged = tf.constant(self.flagged)
         suggested = tf.constant(
             self.suggested_labels
@@ -242,9 +249,16 @@ class Sanitize:
                 tf.constant(self.num_examples, tf.int64),
                 message=f"The dataset has more examples than the report ({self.num_examples}).",
             )
+            checks = [in_range]
+            if source is not None:  # batches as `batch` made them, or positions shift
+                for ok, message in source.batch_checks(
+                    index[0], tf.shape(index)[0], "Sanitize",
+                    "Apply Sanitize before the op that changes the batches.",
+                ):
+                    checks.append(tf.debugging.Assert(ok, [message]))
             # Without the dependency the gather may run first and fail with a bare
             # out-of-range error instead of the message above.
-            with tf.control_dependencies([in_range]):
+            with tf.control_dependencies(checks):
                 index = tf.identity(index)
             return tf.gather(flagged, index), tf.gather(suggested, index)
 
