@@ -8,7 +8,6 @@ misclassified. Then, 20% of the training labels are systematically switched
 to their corresponding paired class" (targeted flipping).
 """
 
-import networkx
 import numpy as np
 import tensorflow as tf
 
@@ -288,6 +287,9 @@ def _maximum_weight_pairs(weights):
         values = weights.tolist()
     # A fixed insertion order (nodes, then edges in index order) makes the
     # matching, ties included, a pure function of the matrix.
+    # Imported here: only the pairing needs it, and it costs ~11 MB at import.
+    import networkx
+
     graph = networkx.Graph()
     graph.add_nodes_from(range(num_classes))
     graph.add_weighted_edges_from(
