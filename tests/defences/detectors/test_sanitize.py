@@ -105,9 +105,23 @@ def test_data_of_another_size_is_rejected(data, report):
         tf.data.Dataset.from_tensor_slices((x[:-1], y[:-1])).apply(Sanitize(report))
 
 
-def test_stream_longer_than_the_report_fails_when_read(data, report):
+def test_batched_stream_longer_than_the_report_is_rejected_at_build_time(data, report):
     x, y = data
     longer = tf.data.Dataset.from_tensor_slices((np.concatenate([x, x]), np.concatenate([y, y])))
+    with pytest.raises(ValueError, match="Received: a dataset of 80 examples"):
+        longer.batch(16).apply(Sanitize(report))
+
+
+def test_stream_longer_than_the_report_fails_when_read(data, report):
+    x, y = data
+    # From a generator the size is unknown until the stream is read.
+    longer = tf.data.Dataset.from_generator(
+        lambda: iter(zip(np.concatenate([x, x]), np.concatenate([y, y]))),
+        output_signature=(
+            tf.TensorSpec(x.shape[1:], tf.as_dtype(x.dtype)),
+            tf.TensorSpec((), tf.as_dtype(y.dtype)),
+        ),
+    )
     longer = longer.batch(16).apply(Sanitize(report))
     with pytest.raises(tf.errors.InvalidArgumentError, match="more examples than the report"):
         list(longer)
