@@ -181,10 +181,13 @@ def array_label_format(y, num_classes=None, name="y"):
 
 def _example_label_format(example_shape, dtype, num_classes, name="y"):
     example_shape = tuple(example_shape)
-    if not (np.issubdtype(np.dtype(dtype), np.number) or np.dtype(dtype) == bool):
+    if not np.issubdtype(np.dtype(dtype), np.number) or np.issubdtype(
+        np.dtype(dtype), np.complexfloating
+    ):
         raise TypeError(
-            f"Expected `{name}` to hold class indices or one-hot rows. "
-            f"Received: labels of dtype {np.dtype(dtype)}"
+            f"Expected `{name}` to hold class indices or one-hot rows of an "
+            f"integer or float dtype. Received: labels of dtype {np.dtype(dtype)}"
+            + (" (cast them, e.g. y.astype('int64'))" if np.dtype(dtype) == bool else "")
         )
     if example_shape == ():
         return SPARSE, None

@@ -171,3 +171,11 @@ def test_chained_attacks_on_a_batched_stream_equal_chained_poison_calls():
     out = list(ds.as_numpy_iterator())
     np.testing.assert_array_equal(np.concatenate([e[0] for e in out]), x2)
     np.testing.assert_array_equal(np.concatenate([e[1] for e in out]), y2)
+
+
+def test_bool_labels_are_a_clear_type_error_on_both_paths():
+    x, y = _images(10), np.arange(10) % 2 == 0
+    with pytest.raises(TypeError, match="integer or float dtype"):
+        RandomFlip(0.2, 2).poison(x, y)
+    with pytest.raises(TypeError, match="integer or float dtype"):
+        RandomFlip(0.2, 2).transform(tf.data.Dataset.from_tensor_slices((x, y)))

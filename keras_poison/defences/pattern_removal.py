@@ -363,6 +363,14 @@ class ClassPatternRemoval:
         x = np.asarray(x)
         self._check_shape(x.shape[1:])
         labels = self._class_indices(x, y)
+        low, high = self._range(x.dtype)
+        if x.size and (x.min() < low or x.max() > high):
+            # The stream's check (in `_remove_tensor`), with the values seen.
+            raise ValueError(
+                f"ClassPatternRemoval: expected images in value_range=({low:g}, "
+                f"{high:g}); received values in {float(x.min()):g} "
+                f"{float(x.max()):g} Pass the images' range as `value_range`."
+            )
         try:
             cleaned = [
                 self._remove_tensor(
@@ -373,7 +381,8 @@ class ClassPatternRemoval:
             ]
         except tf.errors.InvalidArgumentError as error:
             # The stream's check, raised as the NumPy path's error type.
-            raise ValueError(error.message.split("\n")[0]) from None
+            message = error.message.split("Summarized data:")[-1].strip()
+            raise ValueError(message.replace("b'", "").replace("'", "")) from None
         if not cleaned:
             return x.copy(), y
         return np.concatenate(cleaned), y
