@@ -312,9 +312,13 @@ def _image_candidates(x_spec, image_key, caller):
                 f"Received: image_key={image_key!r}; x has {[k for k, _ in items]}"
             )
         items = found
-    bad = [k for k, s in items if not isinstance(s, tf.TensorSpec)]
-    if bad and image_key is None:
-        items = [(k, s) for k, s in items if isinstance(s, tf.TensorSpec)]
+    nested = [k for k, s in items if not isinstance(s, tf.TensorSpec)]
+    if nested:
+        raise TypeError(
+            f"{caller}: expected `x` to be a tensor or a flat dict or tuple of "
+            f"tensors. Received: nested inputs {nested} in x={x_spec}; flatten "
+            "them with `dataset.map` first."
+        )
     if not items or any(not isinstance(s, tf.TensorSpec) for _, s in items):
         raise TypeError(
             f"{caller}: expected the images to be a dense tensor. Received: x={x_spec}"
@@ -323,7 +327,7 @@ def _image_candidates(x_spec, image_key, caller):
 
 
 def _choose_image(candidates, batched, image_key, caller):
-    if len(candidates) == 1:
+    if len(candidates) == 1 and (candidates[0][0] is None or image_key is not None):
         return candidates[0]
     # An image has at least two axes of its own (height, width).
     least = 3 if batched else 2
@@ -495,6 +499,8 @@ def order_changes(dataset):
     nodes = upstream(dataset)
     for node in nodes:
         name = type(node).__name__
+        if name == "_ShardDataset" and _constant(getattr(node, "_num_shards", None)) == 1:
+            continue  # shard(1, 0) keeps every example
         if name in _ORDER_CHANGING:
             found.append(_ORDER_CHANGING[name])
         elif name == "_RepeatDataset":

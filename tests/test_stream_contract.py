@@ -179,3 +179,19 @@ def test_bool_labels_are_a_clear_type_error_on_both_paths():
         RandomFlip(0.2, 2).poison(x, y)
     with pytest.raises(TypeError, match="integer or float dtype"):
         RandomFlip(0.2, 2).transform(tf.data.Dataset.from_tensor_slices((x, y)))
+
+
+def test_regression_nested_inputs_are_refused_not_poisoned_in_the_wrong_place():
+    x, y = _images(10), np.arange(10) % 10
+    ds = tf.data.Dataset.from_tensor_slices(({"a": {"img": x}, "m": np.zeros(10, "float32")}, y))
+    with pytest.raises(TypeError, match="nested inputs"):
+        ClassPatternNoise(10, epsilon=8).transform(ds)
+
+
+def test_regression_index_sanitize_after_skip_on_a_batched_stream_is_refused():
+    x, y = _images(40), np.arange(40) % 10
+    flagged = np.zeros(40, bool)
+    flagged[[1, 5, 20]] = True
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).skip(1)
+    with pytest.raises(ValueError, match="Apply Sanitize before `batch`"):
+        ds.apply(Sanitize(flagged))

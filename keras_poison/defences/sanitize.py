@@ -224,7 +224,13 @@ class Sanitize:
             if source is not None:
                 cardinality = source.num_examples
             elif layout.batched:
-                cardinality = -1
+                raise ValueError(
+                    "Sanitize(key='index') on a batched stream needs to see that it "
+                    f"holds the report's {self.num_examples} examples (a `batch` op "
+                    "over a dataset of known size, with no `skip`/`take` after it). "
+                    "Apply Sanitize before `batch`, or match by content: "
+                    "`Sanitize(report.with_content_keys(x, y), key='content')`."
+                )
             if cardinality >= 0 and cardinality != self.num_examples:
                 raise ValueError(
                     f"Expected a dataset of the {self.num_examples} examples the report "

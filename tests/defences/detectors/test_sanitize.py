@@ -112,7 +112,7 @@ def test_batched_stream_longer_than_the_report_is_rejected_at_build_time(data, r
         longer.batch(16).apply(Sanitize(report))
 
 
-def test_stream_longer_than_the_report_fails_when_read(data, report):
+def test_stream_of_unseen_size_longer_than_the_report_is_refused_or_fails_when_read(data, report):
     x, y = data
     # From a generator the size is unknown until the stream is read.
     longer = tf.data.Dataset.from_generator(
@@ -122,9 +122,12 @@ def test_stream_longer_than_the_report_fails_when_read(data, report):
             tf.TensorSpec((), tf.as_dtype(y.dtype)),
         ),
     )
-    longer = longer.batch(16).apply(Sanitize(report))
+    # A batched stream of unseen size could hold other examples: refused.
+    with pytest.raises(ValueError, match="Apply Sanitize before `batch`"):
+        longer.batch(16).apply(Sanitize(report))
+    # Unbatched, the positions are checked as the stream is read.
     with pytest.raises(tf.errors.InvalidArgumentError, match="more examples than the report"):
-        list(longer)
+        list(longer.apply(Sanitize(report)))
 
 
 def test_suggested_label_beyond_the_one_hot_width_is_rejected(data, report):
