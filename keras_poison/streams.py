@@ -126,6 +126,10 @@ class StreamLayout:
     arity: int = 2
     image_key: object = None
 
+    def as_blocks(self):
+        """The layout with a batch axis in front (blocks of an unbatched stream)."""
+        return dataclasses.replace(self, batched=True)
+
     def split(self, element):
         """`(images, labels, rest)` of one element (TensorFlow values)."""
         x, y = element[0], element[1]
@@ -534,14 +538,12 @@ def _interleave_is_deterministic(node):
         graph.ParseFromString(node._as_serialized_graph().numpy())
     except Exception:
         return True  # cannot be read; documented as unseen
-    for op in graph.node:
-        if "ParallelInterleave" in op.op and "deterministic" in op.attr:
-            if op.attr["deterministic"].s == b"false":
-                return False
-        if "LegacyParallelInterleave" in op.op and "deterministic" in op.attr:
-            if op.attr["deterministic"].s == b"false":
-                return False
-    return True
+    return not any(
+        "ParallelInterleave" in op.op
+        and "deterministic" in op.attr
+        and op.attr["deterministic"].s == b"false"
+        for op in graph.node
+    )
 
 
 def _options_allow_reordering(dataset, nodes):

@@ -20,7 +20,6 @@ data's (an upstream `shuffle`, `repeat`, `shard`, `filter`, ...) is refused.
 """
 
 import abc
-import dataclasses
 
 import keras
 import numpy as np
@@ -285,7 +284,7 @@ class PoisoningAttack(abc.ABC):
         if num_examples is not None:
             self._check_size(num_examples)
 
-        block_layout = _as_blocks(layout)
+        block_layout = layout.as_blocks()
 
         def poison(index, element):
             images, labels, rest = block_layout.split(element)
@@ -463,11 +462,6 @@ class PoisoningAttack(abc.ABC):
 def register(cls):
     """Registers an attack class with Keras' serialization under keras_poison."""
     return keras.saving.register_keras_serializable(package="keras_poison")(cls)
-
-
-def _as_blocks(layout):
-    """The layout of blocks of an unbatched stream (a batch axis in front)."""
-    return dataclasses.replace(layout, batched=True)
 
 
 def _packed(function):

@@ -21,8 +21,6 @@ noise of the class means (a positive-part James–Stein factor per class), so
 on clean data little is removed.
 """
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
@@ -245,7 +243,7 @@ class ClassPatternRemoval:
         )
         if not layout.batched:
             dataset = dataset.batch(_FIT_BATCH)
-        block = dataclasses.replace(layout, batched=True)
+        block = layout.as_blocks()
         for element in dataset:
             images, labels, _ = block.split(element)
             labels = block.class_indices(labels).numpy().astype(np.int64)
@@ -419,7 +417,7 @@ class ClassPatternRemoval:
         )
         spec = layout.image_spec
         self._check_shape(spec.shape[1:] if layout.batched else spec.shape)
-        block = dataclasses.replace(layout, batched=True)
+        block = layout.as_blocks()
 
         def clean(*element):
             if not layout.batched:

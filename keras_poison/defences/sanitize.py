@@ -17,8 +17,6 @@ Both work in a `tf.data` pipeline (`ds.apply(sanitize)`) and on NumPy arrays
 (`sanitize.apply(x, y)`), and give the same result.
 """
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
@@ -244,7 +242,7 @@ class Sanitize:
             if self.suggested_labels is not None
             else np.zeros(self.num_examples, np.int64)
         )
-        block = dataclasses.replace(layout, batched=True)
+        block = layout.as_blocks()
 
         def lookup(index, images, labels):
             if self.key == "content":
