@@ -54,6 +54,21 @@ _ORDER_CHANGING = {
     "_DataServiceDataset": "tf.data.experimental.service.distribute",
     "_RandomDataset": "Dataset.random",
 }
+# Ops that build datasets in a function, and the graph ops (by prefix) that
+# give the examples a random order in what those functions build.
+_DATASET_BUILDERS = {
+    "_FlatMapDataset": "flat_map",
+    "_InterleaveDataset": "interleave",
+    "_ParallelInterleaveDataset": "interleave",
+    "_LegacyParallelInterleaveDataset": "parallel_interleave",
+}
+_RANDOM_ORDER_OPS = {
+    "ShuffleDataset": "shuffle",
+    "ShuffleAndRepeatDataset": "shuffle",
+    "RandomDataset": "Dataset.random",
+    "DirectedInterleaveDataset": "sample_from_datasets",
+    "DataServiceDataset": "tf.data.experimental.service",
+}
 _BATCHING = (
     "_BatchDataset",
     "_PaddedBatchDataset",
@@ -517,9 +532,31 @@ def order_changes(dataset):
         elif name in ("_ParallelInterleaveDataset", "_LegacyParallelInterleaveDataset"):
             if not _interleave_is_deterministic(node):
                 found.append("interleave(..., deterministic=False)")
+        if name in _DATASET_BUILDERS:
+            inner = _random_order_ops_inside(node)
+            if inner:
+                found.append(f"{_DATASET_BUILDERS[name]} whose function uses {inner}")
     if _options_allow_reordering(dataset, nodes):
         found.append("Options.deterministic=False with a parallel op")
     return list(dict.fromkeys(found))
+
+
+def _random_order_ops_inside(node):
+    """What, inside the datasets a `flat_map`/`interleave` function builds,
+    orders the examples at random: `upstream` does not enter functions."""
+    names = set()
+    for function in getattr(node, "_functions", lambda: [])():
+        try:
+            graph = function.function.graph.as_graph_def()
+        except Exception:  # a function tf.data keeps no graph of
+            continue
+        ops = [n.op for n in graph.node]
+        ops += [n.op for f in graph.library.function for n in f.node_def]
+        for op in ops:
+            for prefix, user_name in _RANDOM_ORDER_OPS.items():
+                if op.startswith(prefix):
+                    names.add(user_name)
+    return ", ".join(f"`{n}`" for n in sorted(names))
 
 
 def _constant(value):
@@ -589,3 +626,70 @@ def count_examples(dataset, layout):
         return n + tf.cast(tf.shape(element[1])[0], tf.int64)
 
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, el: add(n, *el)))
+
+
+def expect_size(dataset, num_examples, *, batched, caller, remedy):
+    """`dataset`, unchanged, raising unless it holds exactly `num_examples` examples.
+
+    For a stream whose size the pipeline does not show (a generator, a
+    `skip` after `batch`) but the user states. More examples are caught on
+    the first one past the count; fewer only at the end of the stream, so
+    the check runs when the last element has been read. Without it a
+    stated size larger than the real one would pick `round(rate * n)`
+    examples of which some never arrive: a lower rate than reported.
+
+    Args:
+        dataset: a `tf.data.Dataset` of examples or of batches of them.
+        num_examples: int, the size the user stated.
+        batched: bool, whether elements are batches (labels at position 1).
+        caller: the transform's name, for the message.
+        remedy: what to do instead, appended to the message.
+    """
+    if not batched:
+        # tf.data's own check: "expected to contain N elements but contained only M".
+        return dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
+    message = (
+        f"{caller}: the stream does not hold num_examples={num_examples} "
+        f"examples. {remedy}"
+    )
+    spec = dataset.element_spec
+    tensors = tf.nest.flatten(spec)
+    if not all(isinstance(s, tf.TensorSpec) for s in tensors):
+        raise TypeError(
+            f"{caller}: a stated `num_examples` on a batched stream is checked "
+            "with dense tensors only. Received: an element spec of "
+            f"{spec}. Pass num_examples='count'."
+        )
+    # A marked, empty last batch: when the scan reaches it, every batch is counted.
+    empty = tf.nest.pack_sequence_as(
+        spec,
+        [tf.zeros([0] + [d or 0 for d in s.shape[1:]], s.dtype) for s in tensors],
+    )
+    last = tf.data.Dataset.from_tensors((empty, True))
+    marked = dataset.map(lambda *element: (_one(element), False)).concatenate(last)
+
+    def count(seen, *marked_element):
+        element, is_last = _one(marked_element)
+        rows = tf.cast(tf.shape(tf.nest.flatten(element[1])[0])[0], tf.int64)
+        total = seen + rows
+        ok = tf.logical_and(
+            total <= num_examples, tf.logical_or(tf.logical_not(is_last), tf.equal(seen, num_examples))
+        )
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            total = tf.identity(total)
+        return total, (element, is_last)
+
+    checked = (
+        marked.scan(tf.constant(0, tf.int64), count)
+        .take_while(lambda element, is_last: tf.logical_not(is_last))
+        .map(lambda element, is_last: element)
+    )
+    cardinality = int(dataset.cardinality())
+    if cardinality >= 0:
+        checked = checked.apply(tf.data.experimental.assert_cardinality(cardinality))
+    return checked
+
+
+def _one(element):
+    """`map` hands a tuple element over as several arguments; repack them."""
+    return element if len(element) > 1 else element[0]

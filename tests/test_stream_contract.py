@@ -195,3 +195,79 @@ def test_regression_index_sanitize_after_skip_on_a_batched_stream_is_refused():
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).skip(1)
     with pytest.raises(ValueError, match="Apply Sanitize before `batch`"):
         ds.apply(Sanitize(flagged))
+
+
+def _generator(x, y, batch=None):
+    """A stream whose size the pipeline does not show."""
+
+    def rows():
+        if batch is None:
+            yield from zip(x, y)
+        else:
+            for start in range(0, len(x), batch):
+                yield x[start : start + batch], y[start : start + batch]
+
+    lead = () if batch is None else (None,)
+    return tf.data.Dataset.from_generator(
+        rows,
+        output_signature=(
+            tf.TensorSpec(lead + x.shape[1:], tf.as_dtype(x.dtype)),
+            tf.TensorSpec(lead, tf.as_dtype(y.dtype)),
+        ),
+    )
+
+
+@pytest.mark.parametrize("batch", [None, 16])
+def test_regression_a_stated_size_larger_than_the_stream_is_an_error_not_a_lower_rate(batch):
+    # num_examples=120 on 100 examples picked round(0.2 * 120) = 24 indices,
+    # of which some never arrived: fewer poisons than the rate, silently.
+    x, y = _images(100), np.arange(100) % 10
+    attack = RandomFlip(0.2, 10, seed=1)
+    with pytest.raises(
+        (tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError),
+        match="num_examples=120|expected to contain 120 elements but contained only 100",
+    ):
+        list(attack.transform(_generator(x, y, batch), num_examples=120))
+    with pytest.raises(
+        (tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError),
+        match="num_examples=90|contained at least 91",
+    ):
+        list(attack.transform(_generator(x, y, batch), num_examples=90))
+    # The true size gives the NumPy result, and keeps the batches as they were.
+    _, y_p, mask = attack.poison(x, y)
+    out = list(attack.transform(_generator(x, y, batch), num_examples=100, with_mask=True))
+    np.testing.assert_array_equal(np.concatenate([np.reshape(e[1], -1) for e in out]), y_p)
+    np.testing.assert_array_equal(np.concatenate([np.reshape(e[2], -1) for e in out]), mask)
+    if batch is not None:
+        assert [len(e[1]) for e in out] == [16] * 6 + [4]
+
+
+def test_regression_a_stated_size_the_pipeline_contradicts_is_refused_at_build_time():
+    x, y = _images(100), np.arange(100) % 10
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    for stream in (ds, ds.batch(16)):
+        with pytest.raises(ValueError, match="holds 100 examples, but num_examples=120"):
+            RandomFlip(0.2, 10).transform(stream, num_examples=120)
+    RandomFlip(0.2, 10).transform(ds, num_examples=100)  # agreeing is fine
+
+
+def test_regression_a_shuffle_inside_flat_map_or_interleave_is_refused():
+    # The walk did not enter the function: each epoch poisoned another set.
+    x, y = _images(30), np.arange(30) % 10
+    parts = tf.data.Dataset.from_tensor_slices((x, y))
+
+    def shuffled(i):
+        return parts.shard(3, tf.cast(i, tf.int64)).shuffle(10)
+
+    for ds in (
+        tf.data.Dataset.range(3).flat_map(shuffled),
+        tf.data.Dataset.range(3).interleave(shuffled, cycle_length=2),
+        tf.data.Dataset.range(3).interleave(shuffled, cycle_length=2, num_parallel_calls=2),
+    ):
+        with pytest.raises(ValueError, match="whose function uses `shuffle`"):
+            RandomFlip(0.2, 10).transform(ds, num_examples=30)
+    # The same without the shuffle is deterministic and accepted.
+    plain = tf.data.Dataset.range(3).flat_map(lambda i: parts.shard(3, i))
+    _, y_p, _ = RandomFlip(0.2, 10).poison(x[np.r_[0:30:3, 1:30:3, 2:30:3]], y[np.r_[0:30:3, 1:30:3, 2:30:3]])
+    out = list(RandomFlip(0.2, 10).transform(plain, num_examples=30).as_numpy_iterator())
+    np.testing.assert_array_equal([e[1] for e in out], y_p)

@@ -278,7 +278,10 @@ class PoisoningAttack(abc.ABC):
             caller=name,
             remedy="Apply the attack first: `ds.apply(attack).shuffle(...)`.",
         )
+        stated = num_examples is not None and not isinstance(num_examples, str)
         num_examples, source = self._resolve_size(dataset, layout, num_examples)
+        if stated:
+            dataset = self._check_stated_size(dataset, layout, num_examples)
         image_shape = layout.image_spec.shape[1:] if layout.batched else layout.image_spec.shape
         self._check_image_spec(tuple(image_shape), layout.image_spec.dtype.as_numpy_dtype)
         if num_examples is not None:
@@ -346,6 +349,35 @@ class PoisoningAttack(abc.ABC):
             "each example independently at `rate` (not the same set as "
             "`poison()`)."
         )
+
+    def _check_stated_size(self, dataset, layout, num_examples):
+        """`dataset`, checked to hold the `num_examples` the user stated.
+
+        A size the pipeline shows must agree now; one it does not show is
+        checked as the stream is read (`streams.expect_size`).
+        """
+        name = type(self).__name__
+        if layout.batched:
+            source = streams.batching_source(dataset)
+            shown = None if source is None else source.num_examples
+        else:
+            shown = int(dataset.cardinality())
+            shown = shown if shown >= 0 else None
+        if shown is None:
+            return streams.expect_size(
+                dataset,
+                num_examples,
+                batched=layout.batched,
+                caller=name,
+                remedy="Pass the true size, or num_examples='count'.",
+            )
+        if shown != num_examples:
+            raise ValueError(
+                f"{name}: the dataset holds {shown} examples, but "
+                f"num_examples={num_examples} was passed. Pass the true size "
+                "or leave `num_examples=None` to take it from the pipeline."
+            )
+        return dataset
 
     def _transform_batches(self, dataset, poison):
         """Poisons an already-batched dataset, in place in the pipeline."""

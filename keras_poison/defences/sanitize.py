@@ -234,6 +234,16 @@ class Sanitize:
                     f"Expected a dataset of the {self.num_examples} examples the report "
                     f"was made on. Received: a dataset of {cardinality} examples"
                 )
+            if cardinality < 0:
+                # A generator: positions name the report's examples only if
+                # exactly that many arrive (checked as the stream is read).
+                dataset = streams.expect_size(
+                    dataset,
+                    self.num_examples,
+                    batched=False,
+                    caller="Sanitize",
+                    remedy="Expected the examples the report was made on.",
+                )
         else:
             source = None
         flagged = tf.constant(self.flagged)

@@ -140,9 +140,21 @@ def test_bad_seed_is_rejected(seed):
         RandomFlip(0.2, 3, seed=seed)
 
 
-def test_num_examples_smaller_than_the_stream_raises_when_iterated():
+def test_num_examples_the_pipeline_contradicts_raises_at_build_time():
     ds = tf.data.Dataset.from_tensor_slices((X, Y)).batch(2)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="num_examples"):
+    with pytest.raises(ValueError, match="num_examples=4 was passed"):
+        RandomFlip(0.2, 3).transform(ds, num_examples=4)
+
+
+def test_num_examples_smaller_than_a_generator_stream_raises_when_iterated():
+    ds = tf.data.Dataset.from_generator(
+        lambda: iter(zip(X, Y)),
+        output_signature=(
+            tf.TensorSpec(X.shape[1:], tf.as_dtype(X.dtype)),
+            tf.TensorSpec((), tf.as_dtype(Y.dtype)),
+        ),
+    ).batch(2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="num_examples=4"):
         list(RandomFlip(0.2, 3).transform(ds, num_examples=4))
 
 

@@ -126,8 +126,25 @@ def test_stream_of_unseen_size_longer_than_the_report_is_refused_or_fails_when_r
     with pytest.raises(ValueError, match="Apply Sanitize before `batch`"):
         longer.batch(16).apply(Sanitize(report))
     # Unbatched, the positions are checked as the stream is read.
-    with pytest.raises(tf.errors.InvalidArgumentError, match="more examples than the report"):
+    with pytest.raises(
+        (tf.errors.InvalidArgumentError, tf.errors.FailedPreconditionError),
+        match="more examples than the report|contained at least",
+    ):
         list(longer.apply(Sanitize(report)))
+
+
+def test_regression_generator_stream_shorter_than_the_report_fails_when_read(data, report):
+    x, y = data
+    # Was a silent partial sanitize: the first examples only, no error.
+    shorter = tf.data.Dataset.from_generator(
+        lambda: iter(zip(x[:-3], y[:-3])),
+        output_signature=(
+            tf.TensorSpec(x.shape[1:], tf.as_dtype(x.dtype)),
+            tf.TensorSpec((), tf.as_dtype(y.dtype)),
+        ),
+    )
+    with pytest.raises(tf.errors.FailedPreconditionError, match="contained only"):
+        list(shorter.apply(Sanitize(report)))
 
 
 def test_suggested_label_beyond_the_one_hot_width_is_rejected(data, report):
