@@ -10,6 +10,7 @@ from keras_poison import metrics
 from keras_poison import models
 from keras_poison import streams
 from keras_poison.attacks import ClassPatternNoise
+from keras_poison.attacks import DirectGradientPoison
 from keras_poison.attacks import InjectPoisons
 from keras_poison.attacks import PoisonSet
 from keras_poison.attacks import PoisoningAttack

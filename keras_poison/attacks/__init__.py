@@ -5,6 +5,7 @@ from keras_poison.attacks.class_oriented import SupplanterPoison
 from keras_poison.attacks.class_oriented import VictimPoison
 from keras_poison.attacks.class_pattern import ClassPatternNoise
 from keras_poison.attacks.crafting import logit_function
+from keras_poison.attacks.direct_gradient import DirectGradientPoison
 from keras_poison.attacks.label_flip import RandomFlip
 from keras_poison.attacks.label_flip import TargetedFlip
 from keras_poison.attacks.label_flip import confused_class_pairs
