@@ -23,6 +23,8 @@ from keras_poison.attacks import logit_function
 from keras_poison.attacks import relabel_seeds
 from keras_poison.callbacks import ClassOrientedMetrics
 from keras_poison.defences import ActivationClusteringDetector
+from keras_poison.defences import AveragedWeights
+from keras_poison.defences import BaggingEnsemble
 from keras_poison.defences import BootstrappingCrossentropy
 from keras_poison.defences import ClassPatternDetector
 from keras_poison.defences import ClassPatternRemoval
@@ -38,6 +40,7 @@ from keras_poison.defences import AUMDetector
 from keras_poison.defences import MarginRecorder
 from keras_poison.defences import LabelSmoothingCrossentropy
 from keras_poison.defences import ManifestDiff
+from keras_poison.defences import PartitionEnsemble
 from keras_poison.defences import PoisonMonitor
 from keras_poison.defences import RestoredWeightsCheck
 from keras_poison.defences import Sanitize
@@ -49,6 +52,8 @@ from keras_poison.defences import label_flip_defences
 from keras_poison.defences import SpectralSignatureDetector
 from keras_poison.defences import SymmetricCrossentropy
 from keras_poison.defences import seed_defences
+from keras_poison.defences import averaged_weights
+from keras_poison.defences import certified_accuracy
 from keras_poison.defences import consensus
 from keras_poison.defences import rank_average
 from keras_poison.defences import plot_confusion_matrix

@@ -17,6 +17,11 @@ from keras_poison.defences.detectors import plot_suspicious
 from keras_poison.defences.integrity import DatasetManifest
 from keras_poison.defences.integrity import ManifestDiff
 from keras_poison.defences.callbacks import RestoredWeightsCheck
+from keras_poison.defences.ensemble import BaggingEnsemble
+from keras_poison.defences.ensemble import PartitionEnsemble
+from keras_poison.defences.ensemble import certified_accuracy
+from keras_poison.defences.ensemble import certify_votes
+from keras_poison.defences.ensemble import member_error
 from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
 from keras_poison.defences.losses import BootstrappingCrossentropy
@@ -35,6 +40,8 @@ from keras_poison.defences.losses import generalized_cross_entropy
 from keras_poison.defences.losses import symmetric_cross_entropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
 from keras_poison.defences.recipes import SeedDefences
+from keras_poison.defences.recipes import AveragedWeights
+from keras_poison.defences.recipes import averaged_weights
 from keras_poison.defences.recipes import ClassPatternDefences
 from keras_poison.defences.recipes import class_pattern_defences
 from keras_poison.defences.recipes import LabelFlipDefences

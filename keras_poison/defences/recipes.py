@@ -1,10 +1,12 @@
-"""Defence recipes, one call each: the seed report's three, and what beat them."""
+"""Defence recipes, one call each: the seed report's three, what beat them, and
+the class-oriented paper's weight averaging."""
 
 import collections
 
 import keras
 
 from keras_poison._validation import validate_int
+from keras_poison._validation import validate_number
 from keras_poison._validation import validate_value_range
 from keras_poison.defences.callbacks import RestoredWeightsCheck
 from keras_poison.defences.layers import ColourCentering
@@ -18,6 +20,7 @@ SeedDefences = collections.namedtuple(
 )
 ClassPatternDefences = collections.namedtuple("ClassPatternDefences", ["removal", "layers"])
 LabelFlipDefences = collections.namedtuple("LabelFlipDefences", ["augmentation", "loss"])
+AveragedWeights = collections.namedtuple("AveragedWeights", ["optimizer", "callbacks"])
 
 
 def seed_defences(
@@ -193,3 +196,92 @@ def label_flip_defences(q=0.7, value_range=(0, 1), horizontal_flip=True, from_lo
         horizontal_flip=bool(horizontal_flip), value_range=value_range, seed=seed
     )
     return LabelFlipDefences(augmentation, loss)
+
+
+def averaged_weights(
+    optimizer="sgd", ema_momentum=0.99, ema_overwrite_frequency=None, swap_on_epoch=False
+):
+    """Weight averaging, the class-oriented paper's first suggested defence (§6).
+
+    The paper suggests an "averaged stochastic gradient classifier": a model
+    whose weights are an average of the weights along training, so that the
+    last few (possibly poisoned) batches pull it less. Keras does this
+    already; this call only puts the pieces together:
+
+    * `optimizer`: a copy of the given optimizer with `use_ema=True`, which
+      keeps an exponential moving average of the weights (`average =
+      ema_momentum * average + (1 - ema_momentum) * weights` after every
+      step; Keras' form of Polyak averaging, not the uniform average of all
+      iterates). Keras' `fit` writes the average into the model after the
+      last epoch.
+    * `callbacks`: `[keras.callbacks.SwapEMAWeights(swap_on_epoch)]`, so
+      that validation during `fit` (and with `swap_on_epoch=True`, the
+      callbacks after it, such as `EarlyStopping` or `ModelCheckpoint`) sees
+      the averaged weights too.
+
+    Args:
+        optimizer: an optimizer name (`"sgd"`, `"adam"`, ...), config dict
+            or instance, as `keras.optimizers.get` takes; an instance is
+            copied through its config, not changed. Defaults to `"sgd"`.
+        ema_momentum: float in [0, 1), the weight of the old average at each
+            step; `1 / (1 - ema_momentum)` is roughly the number of recent
+            steps averaged. Defaults to `0.99` (Keras' default).
+        ema_overwrite_frequency: int >= 1 or `None`: every that many steps
+            the model's weights are replaced by the average (Keras' option).
+            `None` only at the end of `fit`. Defaults to `None`.
+        swap_on_epoch: bool, `SwapEMAWeights(swap_on_epoch=...)`: also swap
+            the averaged weights in for the callbacks at the end of each
+            epoch. Defaults to `False`.
+
+    Returns:
+        An `AveragedWeights(optimizer, callbacks)` named tuple.
+
+    Example:
+
+    >>> averaged = averaged_weights(keras.optimizers.SGD(0.05), ema_momentum=0.9)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    >>> model.compile(averaged.optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    >>> x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    >>> y = np.arange(32) % 3
+    >>> _ = model.fit(x, y, validation_data=(x, y), epochs=2, verbose=0,
+    ...               callbacks=averaged.callbacks)
+    >>> averaged.optimizer.use_ema, type(averaged.callbacks[0]).__name__
+    (True, 'SwapEMAWeights')
+    """
+    ema_momentum = validate_number(
+        "ema_momentum", ema_momentum, low=0.0, high=1.0, high_open=True
+    )
+    if ema_overwrite_frequency is not None:
+        ema_overwrite_frequency = validate_int(
+            "ema_overwrite_frequency", ema_overwrite_frequency, 1
+        )
+    if not isinstance(swap_on_epoch, bool):
+        raise TypeError(
+            "Expected `swap_on_epoch` to be a bool. "
+            f"Received: swap_on_epoch={swap_on_epoch!r}"
+        )
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        base = optimizer
+    elif isinstance(optimizer, (str, dict)):
+        try:
+            base = keras.optimizers.get(optimizer)
+        except ValueError as error:
+            raise ValueError(
+                "Expected `optimizer` to be a Keras optimizer name, config or "
+                f"instance. Received: optimizer={optimizer!r} ({error})"
+            ) from None
+    else:
+        raise TypeError(
+            "Expected `optimizer` to be a Keras optimizer name, config or instance. "
+            f"Received: optimizer={optimizer!r} of type {type(optimizer).__name__}"
+        )
+    config = base.get_config()
+    config.update(
+        use_ema=True,
+        ema_momentum=ema_momentum,
+        ema_overwrite_frequency=ema_overwrite_frequency,
+    )
+    averaged = type(base).from_config(config)
+    return AveragedWeights(
+        averaged, [keras.callbacks.SwapEMAWeights(swap_on_epoch=swap_on_epoch)]
+    )
