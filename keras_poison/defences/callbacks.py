@@ -20,6 +20,15 @@ from keras_poison._validation import validate_int
 from keras_poison._validation import validate_number
 
 _ACTIONS = ("log", "warn", "stop")
+AUTO = "auto"
+# `start_from_epoch="auto"`: a model counts as trained when its trusted
+# accuracy is this share of the way from chance to perfect ...
+_TRAINED_SHARE = 0.25
+# ... and a model trained from scratch has settled once its trusted accuracy
+# rose by less than _SETTLED_GAIN over the last _SETTLED_EPOCHS epochs
+# (chosen on clean runs from scratch: benchmarks/monitor_from_scratch.py).
+_SETTLED_EPOCHS = 3
+_SETTLED_GAIN = 0.06
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
@@ -43,12 +52,24 @@ class PoisonMonitor(keras.callbacks.Callback):
     Keys written to `logs` (put this callback before `CSVLogger` or
     `TensorBoard`): `<prefix>accuracy`, `<prefix>accuracy_<class>`,
     `<prefix>share_<class>` and `<prefix>alarm` (1.0 on an alarm epoch).
-    Every alarm is also kept in `alarms`, a list of dicts.
+    Every alarm is also kept in `alarms`, a list of dicts; `armed_epoch` is
+    the epoch after which alarms could fire (`-1`: from the first epoch,
+    `None`: never armed).
 
-    Training from scratch changes per-class accuracy quickly at first; pass
-    `start_from_epoch` so the first epochs only set the reference. When
-    fine-tuning a trusted model (the class-oriented threat model), the model
-    before training is the reference and `start_from_epoch=0` fits.
+    When alarms can start is set by `start_from_epoch`. Fine-tuning a
+    trusted model (the class-oriented threat model) watches from the first
+    epoch, against the model before training. Training from scratch moves
+    per-class accuracy a lot while the model learns, so those epochs only
+    set the reference. The default, `"auto"`, tells the two apart: a model
+    whose trusted accuracy at the start is at least a quarter of the way
+    from chance to perfect is fine-tuned (alarms from the first epoch);
+    otherwise alarms wait until the trusted accuracy has settled: risen by
+    less than 6 points over the last 3 epochs, and that quarter of the way
+    above chance. On clean runs from scratch
+    this raised no false alarm where `start_from_epoch=0` raised dozens
+    (docs/benchmarks.md, "PoisonMonitor on runs from scratch"). A share of
+    predictions is a surge only above the class's own share of the trusted
+    labels: an untrained model that never predicts a class is no reference.
 
     Args:
         x: trusted held-out images.
@@ -63,8 +84,9 @@ class PoisonMonitor(keras.callbacks.Callback):
             `"stop"` (also stop training). Defaults to `"warn"`.
         restore_last_good_weights: bool; with `action="stop"`, put back the
             weights of the last good epoch when stopping. Defaults to `True`.
-        start_from_epoch: int >= 0, the number of epochs that only update the
-            reference before alarms can fire. Defaults to `0`.
+        start_from_epoch: `"auto"` or an int >= 0, the number of epochs
+            that only update the reference before alarms can fire (`0`:
+            from the first epoch). Defaults to `"auto"` (see above).
         class_names: list of str or `None`, used in the log keys and
             messages instead of class indices. Defaults to `None`.
         prefix: str put before every key. Defaults to `"monitor_"`.
@@ -90,7 +112,7 @@ class PoisonMonitor(keras.callbacks.Callback):
         max_share_increase=0.1,
         action="warn",
         restore_last_good_weights=True,
-        start_from_epoch=0,
+        start_from_epoch=AUTO,
         class_names=None,
         prefix="monitor_",
         batch_size=256,
@@ -144,7 +166,9 @@ class PoisonMonitor(keras.callbacks.Callback):
             )
         self.action = action
         self.restore_last_good_weights = bool(restore_last_good_weights)
-        self.start_from_epoch = validate_int("start_from_epoch", start_from_epoch, 0)
+        if start_from_epoch != AUTO:
+            start_from_epoch = validate_int("start_from_epoch", start_from_epoch, 0)
+        self.start_from_epoch = start_from_epoch
         if class_names is not None:
             class_names = [str(name) for name in class_names]
             if len(class_names) != self.num_classes:
@@ -156,6 +180,7 @@ class PoisonMonitor(keras.callbacks.Callback):
         self.prefix = str(prefix)
         self.batch_size = validate_int("batch_size", batch_size, 1)
         self._counts = counts
+        self._label_share = counts / counts.sum()
         # Readable before `fit` too; reset when training begins.
         self.alarms = []
         self.history = []
@@ -198,6 +223,22 @@ class PoisonMonitor(keras.callbacks.Callback):
         self.history.append(self.reference)
         self._good_weights = None
         self._keep_good_weights()
+        if self.start_from_epoch == AUTO:
+            self.armed = self._trained(self.reference)
+        else:
+            self.armed = self.start_from_epoch == 0
+        self.armed_epoch = -1 if self.armed else None
+
+    def _trained(self, state):
+        chance = 1.0 / self.num_classes
+        return state["accuracy"] >= chance + _TRAINED_SHARE * (1.0 - chance)
+
+    def _settled(self):
+        # History holds the state before training, then one entry per epoch.
+        if len(self.history) <= _SETTLED_EPOCHS or not self._trained(self.history[-1]):
+            return False
+        gain = self.history[-1]["accuracy"] - self.history[-1 - _SETTLED_EPOCHS]["accuracy"]
+        return gain < _SETTLED_GAIN
 
     def _keep_good_weights(self):
         # Copying every weight each epoch only pays when they may be restored.
@@ -211,8 +252,9 @@ class PoisonMonitor(keras.callbacks.Callback):
         best_accuracy = np.maximum(
             self.reference["class_accuracy"], self.start["class_accuracy"]
         )
-        lowest_share = np.minimum(
-            self.reference["prediction_share"], self.start["prediction_share"]
+        lowest_share = np.maximum(
+            np.minimum(self.reference["prediction_share"], self.start["prediction_share"]),
+            self._label_share,
         )
         checks = (
             ("accuracy_collapse", best_accuracy - now["class_accuracy"],
@@ -235,7 +277,7 @@ class PoisonMonitor(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = self.measure()
         self.history.append(now)
-        found = [] if epoch < self.start_from_epoch else self._find_alarms(epoch, now)
+        found = self._find_alarms(epoch, now) if self.armed else []
         if logs is not None:
             logs[f"{self.prefix}accuracy"] = now["accuracy"]
             for k in range(self.num_classes):
@@ -243,8 +285,15 @@ class PoisonMonitor(keras.callbacks.Callback):
                 logs[f"{self.prefix}accuracy_{name}"] = float(now["class_accuracy"][k])
                 logs[f"{self.prefix}share_{name}"] = float(now["prediction_share"][k])
             logs[f"{self.prefix}alarm"] = float(bool(found))
-        if epoch < self.start_from_epoch:
+        if not self.armed:
+            # Warming up: this epoch is the new starting point.
             self.start = now
+            if self.start_from_epoch == AUTO:
+                self.armed = self._settled()
+            else:
+                self.armed = epoch + 1 >= self.start_from_epoch
+            if self.armed:
+                self.armed_epoch = epoch
         if not found:
             self.reference = now
             self.reference_epoch = epoch

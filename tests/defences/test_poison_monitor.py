@@ -189,20 +189,46 @@ def test_sudden_fall_is_caught_against_the_last_good_epoch():
 
 
 def test_start_from_epoch_only_updates_the_reference():
-    # An untrained model predicts class 0 for everything; after epoch 1 it is
-    # right, so class 1's share of predictions jumps from 0 to 0.5.
+    # An untrained model predicts class 0 for everything, then class 1 for
+    # everything, then learns: class 0's accuracy falls 1.0 -> 0.0 at epoch 0.
     y = np.array([0] * 10 + [1] * 10)
-    untrained = np.zeros(20, int)
-    scripts = [untrained, y, y]
-    eager = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log")
-    _drive(eager, _ScriptedModel(scripts), epochs=2)
-    # The reference stays at the last good state (before training): both epochs alarm.
-    assert [(a["epoch"], a["kind"], a["class"]) for a in eager.alarms] == [
-        (0, "share_surge", 1), (1, "share_surge", 1)
-    ]
+    scripts = [np.zeros(20, int), np.ones(20, int), y, y]
+    eager = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=0)
+    _drive(eager, _ScriptedModel(scripts), epochs=3)
+    assert ("accuracy_collapse", 0) in [(a["kind"], a["class"]) for a in eager.alarms]
+    assert {a["epoch"] for a in eager.alarms} == {0}
     patient = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=1)
-    _drive(patient, _ScriptedModel(scripts), epochs=2)
-    assert patient.alarms == [] and patient.reference_epoch == 1
+    _drive(patient, _ScriptedModel(scripts), epochs=3)
+    assert patient.alarms == [] and patient.reference_epoch == 2 and patient.armed_epoch == 0
+
+
+def test_regression_a_class_reaching_its_own_share_is_no_surge():
+    # From scratch the model first predicts only class 0; class 1's share then
+    # rises 0 -> 0.5, its share of the labels. That raised a false alarm.
+    y = np.array([0] * 10 + [1] * 10)
+    monitor = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=0)
+    _drive(monitor, _ScriptedModel([np.zeros(20, int), y, y]), epochs=2)
+    assert monitor.alarms == []
+    # Above its share it is one: class 1 predicted for 16 of 20 (0.8 > 0.5 + 0.1).
+    surge = np.array([0] * 4 + [1] * 16)
+    monitor = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=0,
+                            max_accuracy_drop=1.0)
+    _drive(monitor, _ScriptedModel([y, surge]), epochs=1)
+    assert [(a["kind"], a["class"]) for a in monitor.alarms] == [("share_surge", 1)]
+
+
+def test_auto_watches_a_trained_model_at_once_and_a_model_from_scratch_once_settled():
+    y = np.array([0] * 10 + [1] * 10)
+    trained = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log")
+    _drive(trained, _ScriptedModel([y, _class0_accuracy(5)]), epochs=1)
+    assert trained.armed_epoch == -1 and trained.alarms  # fine-tuning: from epoch 1
+    # From scratch (chance accuracy at the start): accuracy climbs 0.5, 0.7,
+    # 0.9, 0.95, 0.95, 0.95, then class 0 collapses. Only the collapse alarms.
+    climbing = [_class0_accuracy(c) for c in (0, 4, 8, 9, 9, 9, 9, 2)]
+    scratch = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log")
+    _drive(scratch, _ScriptedModel(climbing), epochs=7)
+    assert scratch.armed_epoch is not None and scratch.armed_epoch >= 3
+    assert {a["epoch"] for a in scratch.alarms} == {6}
 
 
 def test_config_rebuilds_an_equal_monitor(trusted):
