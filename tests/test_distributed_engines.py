@@ -222,6 +222,16 @@ def test_service_two_consumers_of_a_statically_sharded_job_each_read_the_poisone
     assert results[0] == want and results[1] == want
 
 
+def test_service_distributed_epoch_of_already_poisoned_arrays_yields_the_poisoned_set(cluster):
+    # The documented way to balance work dynamically: poison first, then
+    # hand the poisoned arrays (mask with them) to distributed_epoch.
+    x, y = make_data()
+    attack = ATTACKS["class_pattern"]()
+    ds = tf.data.Dataset.from_tensor_slices(attack.poison(x, y)).batch(BATCH)
+    ds = ds.apply(distribute("distributed_epoch", cluster))
+    assert read(ds) == expected(attack, x, y)
+
+
 def test_service_file_sharding_of_in_memory_data_is_tensorflows_clear_error(cluster):
     # FILE sharding needs files: tf.data refuses and names the policy to use.
     x, y = make_data()
