@@ -1,6 +1,13 @@
 """keras-poison: data-poisoning attacks and defences for Keras image classifiers.
 
 The public API is flat: `from keras_poison import RandomFlip`.
+
+Importing the package registers every serializable layer, loss, callback and
+attack with Keras (`keras.saving.register_keras_serializable`), so a `.keras`
+file that uses them loads with `keras.saving.load_model(path)` and no
+`custom_objects`, in any process that has run `import keras_poison` first.
+Keras does not import third-party modules named in a saved file, so that
+import is needed.
 """
 
 from keras_poison import datasets

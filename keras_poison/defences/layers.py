@@ -2,6 +2,9 @@
 
 * `ImageAugmentation`: the seed report's brightness, contrast and flip.
 * `ColourCentering`: removes each image's mean colour (class colour biases).
+
+Both are registered with Keras when `keras_poison` is imported: a model that
+uses them loads from `.keras` after `import keras_poison`.
 """
 
 import keras

@@ -2,7 +2,9 @@
 
 Each loss follows Keras' own pattern (`keras/src/losses/losses.py`): a plain
 function that returns the per-example loss, and a `keras.losses.Loss`
-subclass around it that is registered for serialization. All of them accept
+subclass around it that is registered for serialization (when `keras_poison`
+is imported: a model compiled with one loads from `.keras` after
+`import keras_poison`). All of them accept
 sparse integer labels (shape `(n,)` or `(n, 1)`) and one-hot or soft labels
 (shape `(n, num_classes)`), and probabilities or logits (`from_logits`).
 
