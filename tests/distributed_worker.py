@@ -7,7 +7,8 @@ single-process result. Usage:
     TF_CONFIG=... python tests/distributed_worker.py WORKDIR TASK_INDEX
 
 `WORKDIR/inputs.npz` holds the data (`x`, `y`), the global batch size and
-the weights of a tiny Dense classifier; the worker writes
+the weights of a tiny Dense classifier, and `WORKDIR/*.tfrecord` the same
+examples in files (in the order of their names); the worker writes
 `WORKDIR/worker<TASK_INDEX>.npz` with, for each case, every example its
 replicas received (images, labels, is-poisoned flag), and the poisons it
 crafted under the strategy.
@@ -37,6 +38,31 @@ def tiny_classifier(image_shape, num_classes):
             keras.layers.Dense(num_classes),
         ]
     )
+
+
+def write_records(path, x, y):
+    """Writes `(x, y)` float32 examples to a TFRecord file."""
+    with tf.io.TFRecordWriter(path) as writer:
+        for image, label in zip(x, y):
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=image.ravel())),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+
+
+def parse_record(image_shape):
+    spec = {
+        "x": tf.io.FixedLenFeature(image_shape, tf.float32),
+        "y": tf.io.FixedLenFeature([], tf.int64),
+    }
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, spec)
+        return example["x"], example["y"]
+
+    return parse
 
 
 def stream_attacks(num_classes):
@@ -106,6 +132,18 @@ def main(workdir, task_index):
     distributed = strategy.experimental_distribute_dataset(ds.batch(global_batch))
     (xs, ys, ms), total = _collect(strategy, distributed)
     out.update({"auto_x": xs, "auto_y": ys, "auto_mask": ms, "auto_reduced_count": total})
+
+    # Files, as tfds and most large pipelines read them: AUTO would shard the
+    # files, but the attack's example index is no file source, so tf.distribute
+    # falls back to sharding the poisoned batches.
+    files = sorted(
+        os.path.join(workdir, name) for name in os.listdir(workdir) if name.endswith(".tfrecord")
+    )
+    records = tf.data.TFRecordDataset(files).map(parse_record(x.shape[1:]))
+    ds = auto.transform(records, num_examples=len(x), with_mask=True)
+    distributed = strategy.experimental_distribute_dataset(ds.batch(global_batch))
+    (xs, ys, ms), total = _collect(strategy, distributed)
+    out.update({"files_x": xs, "files_y": ys, "files_mask": ms})
 
     # Crafting under the strategy: the model is built in its scope, as for training.
     with strategy.scope():

@@ -330,6 +330,9 @@ def multiworker(tmp_path_factory):
         os.path.join(workdir, "inputs.npz"),
         x=x, y=y, global_batch=MW_BATCH, num_classes=MW_CLASSES, **weights,
     )
+    # The same examples in 4 files, in order (part0 holds the first ones).
+    for part, rows in enumerate(np.array_split(np.arange(MW_N), 4)):
+        worker.write_records(os.path.join(workdir, f"part{part}.tfrecord"), x[rows], y[rows])
     failure = None
     for _ in range(2):  # a second try on fresh ports if a port was taken meanwhile
         failure = _wait(_start_workers(workdir), workdir)
@@ -375,6 +378,18 @@ def test_multiworker_autosharded_dataset_gives_the_one_process_poisoned_set(mult
         collections.Counter(),
     )
     assert union == multiset(x_p, y_p, mask)
+
+
+def test_multiworker_autosharded_tfrecord_files_give_the_one_process_poisoned_set(multiworker):
+    x, y, _, results = multiworker
+    x_p, y_p, mask = worker.stream_attacks(MW_CLASSES)["random_flip"].poison(x, y)
+    union = sum(
+        (multiset(r["files_x"], r["files_y"], r["files_mask"]) for r in results),
+        collections.Counter(),
+    )
+    assert union == multiset(x_p, y_p, mask)
+    # Each worker read its share of the batches, not all of them.
+    assert sum(len(r["files_y"]) for r in results) == MW_N
 
 
 def test_multiworker_crafting_gives_the_one_device_poisons(multiworker):
