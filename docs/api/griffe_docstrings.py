@@ -14,7 +14,9 @@ indents such sections before griffe parses them, so they render as Examples
 sections with highlighted `pycon` blocks (griffe reads the singular
 `Example:` as an admonition, so the title becomes `Examples:`). It also splits an `Args:` entry that
 documents several parameters at once (`a, b, c: as for X.`) into one entry per
-name, since Google style has one name per entry.
+name, since Google style has one name per entry, and moves the type that
+starts a Keras-style entry (`rate: float in [0, 1], the fraction...`) into
+Google style's `name (type):` slot, so the pages' Type column shows it.
 
 Nothing is changed in the package: only the text griffe renders.
 """
@@ -116,6 +118,62 @@ def split_grouped_args(text):
     return "\n".join(out)
 
 
+# Words a Keras-style `name: TYPE, description` entry starts its type with.
+_TYPE_START = re.compile(
+    r"^(int|float|bool|str|string|list|tuple|dict|array|arrays|callable|function|"
+    r"None|`None`|object|a|an|one|`\(|`[\w.]+`|\(|\w+\.\w+)\b"
+)
+_ARG_ITEM = re.compile(r"^(?P<pad>\s*)(?P<name>\*{0,2}\w+):\s+(?P<rest>.*)$")
+
+
+def _type_phrase(text):
+    """The leading type of a description (`float in [0, 1], the rate` -> `float in [0, 1]`)."""
+    depth, in_code = 0, False
+    for i, char in enumerate(text):
+        if char == "`":
+            in_code = not in_code
+        elif in_code:
+            continue
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif depth == 0 and (text.startswith(", ", i) or text.startswith("; ", i)):
+            phrase, rest = text[:i], text[i + 2 :]
+            if rest.startswith("or "):  # `int, or None to ...`: both are the type
+                more, rest = _type_phrase(rest)
+                if more is None:
+                    return None, text
+                phrase = f"{phrase} {more}"
+            return phrase, rest
+    return None, text
+
+
+def typed_args(text):
+    """Moves the type that starts an `Args:` description into the entry's
+    `name (type):` slot, so the API page's Type column shows it."""
+    lines = text.split("\n")
+    out = []
+    in_args, section_indent, item_indent = False, 0, None
+    for line in lines:
+        title = _SECTION_TITLE.match(line)
+        if title:
+            in_args = title["title"] in ("Args", "Arguments", "Parameters")
+            section_indent, item_indent = len(title["indent"]), None
+            out.append(line)
+            continue
+        match = _ARG_ITEM.match(line) if in_args else None
+        if line.strip() and _indent_of(line) <= section_indent:
+            in_args = False
+        if match and (item_indent is None or len(match["pad"]) == item_indent):
+            item_indent = len(match["pad"])
+            phrase, rest = _type_phrase(match["rest"])
+            if phrase and ":" not in phrase and len(phrase) <= 80 and _TYPE_START.match(phrase):
+                line = f"{match['pad']}{match['name']} ({phrase}): {rest}"
+        out.append(line)
+    return "\n".join(out)
+
+
 class KerasStyleDocstrings(griffe.Extension):
     """Rewrites docstrings as described in the module docstring."""
 
@@ -123,4 +181,4 @@ class KerasStyleDocstrings(griffe.Extension):
         docstring = getattr(obj, "docstring", None)
         if docstring is None or not docstring.value:
             return
-        docstring.value = split_grouped_args(indent_example_sections(docstring.value))
+        docstring.value = typed_args(split_grouped_args(indent_example_sections(docstring.value)))

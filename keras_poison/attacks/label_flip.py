@@ -35,7 +35,7 @@ class RandomFlip(PoisoningAttack):
 
     Args:
         rate: float in [0, 1], the fraction of examples whose label is
-            flipped. Defaults to `0.2` (the seed's setting).
+            flipped (the seed's setting is `0.2`).
         num_classes: int >= 2, the number of classes.
         seed: int, the key of every random choice. Defaults to `0`.
 
@@ -51,7 +51,7 @@ class RandomFlip(PoisoningAttack):
     >>> poisoned_ds = train_ds.apply(attack).shuffle(50).batch(8)
     """
 
-    def __init__(self, rate=0.2, num_classes=None, *, seed=0):
+    def __init__(self, rate, num_classes, *, seed=0):
         super().__init__(seed=seed, num_classes=validate_num_classes(num_classes))
         self.rate = validate_rate("rate", rate)
 

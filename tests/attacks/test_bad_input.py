@@ -41,8 +41,11 @@ def test_num_classes_below_two_is_rejected(num_classes):
 
 
 def test_missing_num_classes_is_a_type_error():
-    with pytest.raises(TypeError, match="`num_classes`"):
+    # Required in the signature: the API page shows no default it would reject.
+    with pytest.raises(TypeError, match="num_classes"):
         RandomFlip(0.2)
+    with pytest.raises(TypeError, match="`num_classes` to be an int >= 2"):
+        RandomFlip(0.2, None)
 
 
 @pytest.mark.parametrize("bad", [3, -1])
