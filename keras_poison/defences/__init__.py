@@ -22,6 +22,7 @@ from keras_poison.defences.ensemble import PartitionEnsemble
 from keras_poison.defences.ensemble import certified_accuracy
 from keras_poison.defences.ensemble import certify_votes
 from keras_poison.defences.ensemble import member_error
+from keras_poison.defences.ensemble import vote_accuracy
 from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
 from keras_poison.defences.losses import BootstrappingCrossentropy

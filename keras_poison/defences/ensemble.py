@@ -39,6 +39,7 @@ __all__ = [
     "certified_accuracy",
     "certify_votes",
     "member_error",
+    "vote_accuracy",
 ]
 
 
@@ -157,7 +158,8 @@ def member_error(y_true, y_pred):
 
     `y_pred` is an ensemble's output, the share of members voting for each
     class; the loss of an example is `1 - y_pred[label]`, so its mean over a
-    data set is the members' mean error rate. Labels sparse or one-hot.
+    data set is the members' mean error rate. Labels sparse or one-hot,
+    told apart by their shape (one-hot: `(batch, num_classes)`).
 
     Args:
         y_true: labels, sparse `(batch,)` / `(batch, 1)` or one-hot
@@ -168,19 +170,52 @@ def member_error(y_true, y_pred):
         A float tensor `(batch,)`.
     """
     y_pred = keras.ops.convert_to_tensor(y_pred)
+    target = keras.ops.one_hot(_labels(y_true, y_pred), y_pred.shape[-1], dtype=y_pred.dtype)
+    return 1.0 - keras.ops.sum(target * y_pred, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="keras_poison")
+def vote_accuracy(y_true, y_pred):
+    """1 where the vote (ties to the smaller class) is the label, else 0.
+
+    The ensembles' `"accuracy"` metric. Unlike Keras' `"accuracy"`, which
+    settles on sparse or one-hot labels at the first batch it sees, it reads
+    the labels' format from their shape at every call, as `member_error`.
+
+    Args:
+        y_true: labels, sparse `(batch,)` / `(batch, 1)` or one-hot
+            `(batch, num_classes)`.
+        y_pred: vote shares `(batch, num_classes)`.
+
+    Returns:
+        A float tensor `(batch,)`.
+    """
+    y_pred = keras.ops.convert_to_tensor(y_pred)
+    vote = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
+    return keras.ops.cast(keras.ops.equal(vote, _labels(y_true, y_pred)), y_pred.dtype)
+
+
+def _labels(y_true, y_pred):
+    """int32 class indices `(batch,)` of sparse or one-hot `y_true`."""
     y_true = keras.ops.convert_to_tensor(y_true)
     num_classes = y_pred.shape[-1]
-    one_hot = (
-        len(y_true.shape) == len(y_pred.shape)
-        and y_true.shape[-1] == num_classes
-        and num_classes != 1
-    )
-    if one_hot:
-        target = keras.ops.cast(y_true, y_pred.dtype)
-    else:
-        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
-        target = keras.ops.one_hot(labels, num_classes, dtype=y_pred.dtype)
-    return 1.0 - keras.ops.sum(target * y_pred, axis=-1)
+
+    def sparse():
+        return keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+
+    def one_hot():
+        rows = keras.ops.reshape(y_true, (-1, num_classes))
+        return keras.ops.cast(keras.ops.argmax(rows, axis=-1), "int32")
+
+    shape = y_true.shape
+    rank = shape.rank if hasattr(shape, "rank") else len(shape)
+    if rank is not None:
+        one_hot_shape = rank == 2 and y_true.shape[-1] == num_classes
+        return one_hot() if one_hot_shape else sparse()
+    # Unknown rank (a retraced function): one label per row is sparse;
+    # `num_classes` values per row (num_classes >= 2) is one-hot.
+    is_sparse = keras.ops.equal(keras.ops.size(y_true), keras.ops.shape(y_pred)[0])
+    return keras.ops.cond(is_sparse, sparse, one_hot)
 
 
 # ----------------------------------------------------------------------
@@ -268,18 +303,20 @@ class _VotingEnsemble(keras.Model):
             votes = vote if votes is None else votes + vote
         return votes / float(self.k)
 
-    def compile(self, loss=member_error, metrics=("accuracy",), **kwargs):
+    def compile(self, loss=member_error, metrics=None, **kwargs):
         """Sets the metrics `evaluate` reports; the members keep their own compile.
 
         An ensemble is never trained by gradient descent on its own output
         (`fit` trains each member with the optimizer and loss it was
         compiled with in `build_model`), so it has no optimizer. Its loss
         defaults to `member_error`, the share of members voting against the
-        label; `metrics` defaults to `["accuracy"]` (the vote's accuracy).
+        label; `metrics` to the vote's accuracy (`vote_accuracy`, reported
+        as `"accuracy"`, for sparse and one-hot labels alike).
 
         Args:
             loss: a loss on vote shares. Defaults to `member_error`.
-            metrics: metrics of the vote shares. Defaults to `("accuracy",)`.
+            metrics: metrics of the vote shares, or `None` for the vote's
+                accuracy. Defaults to `None`.
             **kwargs: other `keras.Model.compile` arguments, except
                 `optimizer`.
         """
@@ -291,12 +328,9 @@ class _VotingEnsemble(keras.Model):
             )
         kwargs.pop("optimizer", None)
         kwargs.setdefault("jit_compile", False)
-        super().compile(
-            optimizer=None,
-            loss=loss,
-            metrics=None if metrics is None else list(metrics),
-            **kwargs,
-        )
+        if metrics is None:
+            metrics = [keras.metrics.MeanMetricWrapper(vote_accuracy, name="accuracy")]
+        super().compile(optimizer=None, loss=loss, metrics=list(metrics), **kwargs)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)

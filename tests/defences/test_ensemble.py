@@ -17,6 +17,8 @@ from keras_poison import PartitionEnsemble
 from keras_poison import certified_accuracy
 from keras_poison import datasets
 from keras_poison.defences import certify_votes
+from keras_poison.defences import member_error
+from keras_poison.defences import vote_accuracy
 
 NUM_CLASSES = 10
 
@@ -216,8 +218,35 @@ def test_partition_ensemble_is_accurate_on_digits_and_certifies(trained, digits)
     assert curve[0] == pytest.approx(accuracy) and curve[1] > 0.6
 
 
+def test_evaluate_reads_sparse_and_one_hot_labels_alike(trained, digits):
+    # Keras' "accuracy" settles on one label format at its first batch; the
+    # ensembles' metric and loss read the format at every call.
+    # (A third label rank in one session would hit Keras' own loss wrapper,
+    # which cannot take labels of unknown rank, as for any Keras model.)
+    _, _, x_test, y_test = digits
+    one_hot = trained.evaluate(x_test, np.eye(NUM_CLASSES)[y_test], verbose=0)
+    sparse = trained.evaluate(x_test, y_test, verbose=0)
+    np.testing.assert_allclose(one_hot, sparse)
+    assert sparse[1] == pytest.approx(np.mean(trained.certify(x_test)[0] == y_test))
+
+
+def test_member_error_and_vote_accuracy_take_labels_of_any_format():
+    shares = np.array([[0.5, 0.25, 0.25], [0.0, 0.25, 0.75]], "float32")
+    unknown_rank = tf.TensorSpec(None, tf.float32)
+
+    @tf.function(input_signature=[unknown_rank, tf.TensorSpec((None, 3), tf.float32)])
+    def both(y_true, y_pred):
+        return member_error(y_true, y_pred), vote_accuracy(y_true, y_pred)
+
+    for labels in ([0, 1], [[0], [1]], [[1, 0, 0], [0, 1, 0]]):
+        for function in (lambda a, b: (member_error(a, b), vote_accuracy(a, b)), both):
+            error, hit = (np.asarray(v) for v in function(np.array(labels, "float32"), shares))
+            np.testing.assert_allclose(error, [0.5, 0.75])
+            np.testing.assert_array_equal(hit, [1.0, 0.0])
+
+
 def test_partition_ensemble_saves_and_loads_with_identical_predictions(trained, digits, tmp_path):
-    x_test = digits[2]
+    x_test, y_test = digits[2], digits[3]
     path = str(tmp_path / "ensemble.keras")
     trained.save(path)
     loaded = keras.saving.load_model(path)
@@ -228,6 +257,9 @@ def test_partition_ensemble_saves_and_loads_with_identical_predictions(trained, 
     for got, expected in zip(loaded.certify(x_test), trained.certify(x_test)):
         np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(loaded.partition_of(x_test), trained.partition_of(x_test))
+    np.testing.assert_allclose(
+        loaded.evaluate(x_test, y_test, verbose=0), trained.evaluate(x_test, y_test, verbose=0)
+    )
 
 
 def test_bagging_ensemble_is_accurate_and_round_trips(digits, tmp_path):
