@@ -1,4 +1,4 @@
-"""Every Python block of README.md and the guides runs as written.
+"""Every Python block of README.md, the docs' home page and the guides runs as written.
 
 The blocks of one page run top to bottom in one namespace (a page's later
 block may continue an earlier one, and says so), in a fresh working
@@ -23,7 +23,7 @@ import pytest
 from keras_poison import datasets
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-PAGES = [REPO / "README.md", *sorted((REPO / "docs" / "guides").glob("*.md"))]
+PAGES = [REPO / "README.md", REPO / "docs" / "index.md", *sorted((REPO / "docs" / "guides").glob("*.md"))]
 BLOCK = re.compile(r"(<!-- snippet: not run, (?P<reason>[^>]*)-->\s*\n)?```python\n(?P<code>.*?)```", re.S)
 TRAIN_EXAMPLES, TEST_EXAMPLES = 600, 200
 
