@@ -288,8 +288,12 @@ def _check_params(params, names):
 
 
 _FRACTIONS = ("rate", "bias_ratio", "coes_rate")
-_POSITIVE = ("epsilon", "craft_epsilon", "lam", "finetune_lr", "single_lr", "q")
-_COUNTS = {"folds": 2, "steps": 1, "set_size": 2, "set_batch": 1}
+_POSITIVE = (
+    "epsilon", "craft_epsilon", "lam", "finetune_lr", "single_lr", "q", "dgm_lr", "dgm_gamma",
+)
+_COUNTS = {
+    "folds": 2, "steps": 1, "set_size": 2, "set_batch": 1, "dgm_rounds": 1, "normal_size": 1,
+}
 
 
 def _check_param_value(key, value):

@@ -15,7 +15,8 @@ stores the record it returns. Two families:
   clean *base* model is trained once per seed, then a copy of it is
   fine-tuned on poisoned data and compared with the base model's
   predictions: CTT rate (eq. 9) for COEG, per-class CFT rate (eq. 10) for
-  COES, each next to its label-flipping baseline.
+  COES, each next to its label-flipping baseline, and the direct gradient
+  method (DGM, the paper's reference [45]) where the paper compares it.
 
 Every scenario declares its parameters with defaults (`Scenario.params`);
 parameter names are unique across the registry (the class-pattern budget is
@@ -659,6 +660,62 @@ def coeg_set_poisons(context, params, alpha):
     return context.shared[key]
 
 
+def normal_set(context, params):
+    """The DGM attacker's clean normal set: `normal_size` training images.
+
+    Equal numbers per class, drawn from the training split with `seed + 1`
+    (so it is not the fine-tuning subset's draw); the attacker knows the
+    clean training data (seed 003, §3.4).
+    """
+    key = ("normal", context.seed, params["normal_size"])
+    if key not in context.shared:
+        x, y = context.train
+        index = stratified_subset(y, params["normal_size"], context.seed + 1, context.num_classes)
+        context.shared[key] = (x[index], y[index])
+    return context.shared[key]
+
+
+def _dgm_attack(context, params, poison_label, **kwargs):
+    """`DirectGradientPoison` against the base model, labelling poisons `poison_label`.
+
+    With the same `rate` and seed it crafts from the very seeds
+    `SupplanterPoison(supplanter=poison_label)` and its FL baseline use.
+    """
+    from keras_poison import DirectGradientPoison
+
+    base, _ = base_model(context)
+    return DirectGradientPoison(
+        base,
+        normal_data=normal_set(context, params),
+        poison_label=poison_label,
+        learning_rate=params["dgm_lr"],
+        gamma=params["dgm_gamma"],
+        rounds=params["dgm_rounds"],
+        value_range=(0.0, 1.0),
+        seed=context.seed,
+        **kwargs,
+    )
+
+
+def dgm_set_poisons(context, params, alpha):
+    """`DirectGradientPoison(rate=alpha)` (labels: the supplanter) on the fine-tuning set.
+
+    Returns:
+        `(x_poisoned, y_poisoned, mask, attack)`, cached like
+        `coeg_set_poisons`.
+    """
+    key = ("dgm_set", context.seed, params["set_size"], alpha, params["supplanter"],
+           params["normal_size"], params["dgm_lr"], params["dgm_gamma"], params["dgm_rounds"])
+    if key not in context.shared:
+        x, y = finetuning_set(context, params)
+        attack = _dgm_attack(context, params, params["supplanter"], rate=alpha)
+        start = time.perf_counter()
+        x_p, y_p, mask = attack.poison(x, y)
+        attack.craft_seconds = time.perf_counter() - start
+        context.shared[key] = (x_p, y_p, mask, attack)
+    return context.shared[key]
+
+
 def label_flip_baseline(context, params, variant, alpha=None):
     """A crafted attack's label-flip baseline on the fine-tuning set (seed 003, §5).
 
@@ -725,13 +782,16 @@ def label_flip_baseline(context, params, variant, alpha=None):
     return x_p, y_p, mask, summary
 
 
-def run_coeg_set(context, params, flip=False):
-    """COEG set attack (paper Fig. 4), or its label-flip baseline, for every α.
+def run_coeg_set(context, params, flip=False, dgm=False):
+    """COEG set attack (paper Fig. 4), or its label-flip or DGM baseline, for every α.
 
     A fraction α of the fine-tuning set is replaced by `SupplanterPoison`
     poisons (labelled supplanter); with `flip=True` the seeds that attack
     would craft from, unmodified, are relabelled supplanter instead
-    (`label_flip_baseline(..., "fl")`), the paper's FL baseline.
+    (`label_flip_baseline(..., "fl")`), the paper's FL baseline; with
+    `dgm=True` the same seeds are crafted by `DirectGradientPoison`
+    (`dgm_set_poisons`), also labelled supplanter. The paper's Fig. 4 shows
+    FL only; the DGM line extends its Figs. 2-3 comparison to the set.
 
     Returns:
         A record with one entry per α under `"alphas"`.
@@ -743,7 +803,8 @@ def run_coeg_set(context, params, flip=False):
         if flip:
             x_p, y_p, mask, summary = label_flip_baseline(context, params, "fl", alpha)
         else:
-            x_p, y_p, mask, attack = coeg_set_poisons(context, params, alpha)
+            poisons_for = dgm_set_poisons if dgm else coeg_set_poisons
+            x_p, y_p, mask, attack = poisons_for(context, params, alpha)
             summary = attack_summary(attack, x, y, x_p, y_p, mask)
             summary["craft_seconds"] = attack.craft_seconds
         record = finetune(
@@ -779,13 +840,16 @@ def _single_seed_image(context, params):
     return index, x[index : index + 1], y[index : index + 1]
 
 
-def run_coeg_single(context, params, flip=False):
-    """COEG single-instance attack (paper Fig. 2), or its FL baseline.
+def run_coeg_single(context, params, flip=False, dgm=False):
+    """COEG single-instance attack (paper Fig. 2), or its FL or DGM baseline.
 
     One training image of `seed_class` is crafted by Algorithm 1 towards
     `single_supplanter` (`SupplanterPoison(count=1, keep_clean=False)`), and
     the base model is fine-tuned on that one point with batch 1. With
-    `flip=True` the same image, unmodified, is labelled supplanter. Batch
+    `flip=True` the same image, unmodified, is labelled supplanter; with
+    `dgm=True` the same image is crafted by `DirectGradientPoison` (the
+    paper's DGM baseline, its reference [45]) and labelled supplanter, so
+    the three differ in the image alone. Batch
     normalisation is frozen (`freeze_bn`, default `True`): with batch 1 a
     training-mode batch-norm layer normalises by the one example's own
     statistics, so no gradient reaches the layers before it.
@@ -798,6 +862,9 @@ def run_coeg_single(context, params, flip=False):
     index, x_seed, y_seed = _single_seed_image(context, params)
     if flip:
         poisons = PoisonSet(x_seed, np.array([supplanter]), [index], y_seed)
+    elif dgm:
+        attack = _dgm_attack(context, params, supplanter, count=1, keep_clean=False)
+        poisons = attack.craft(x_seed, y_seed, indices=[index])
     else:
         base, _ = base_model(context)
         attack = SupplanterPoison(
@@ -864,7 +931,9 @@ def _class_oriented(function, **kwargs):
     def wrapped(context, params):
         return function(context, params, **kwargs)
 
-    wrapped.__name__ = function.__name__ + "".join(f"_{v}" for v in kwargs.values())
+    wrapped.__name__ = function.__name__ + "".join(
+        f"_{k}" if v is True else f"_{v}" for k, v in kwargs.items()
+    )
     return wrapped
 
 
@@ -902,10 +971,16 @@ COEG_SINGLE_PARAMS = {
     "freeze_bn": True,
 }
 COES_FL_PARAMS = {**FINETUNE_PARAMS, "victim": 9, "poison_label": 0, "coes_rate": 0.5}
+# The direct gradient method: the authors' MNIST settings (on [0, 1] images).
+DGM_PARAMS = {"dgm_lr": 0.05, "dgm_gamma": 0.2, "dgm_rounds": 5, "normal_size": 100}
 COES_PARAMS = {**COES_FL_PARAMS, **CRAFT_PARAMS}
 # The single-instance label flip crafts nothing.
 COEG_SINGLE_FL_PARAMS = {
     k: v for k, v in COEG_SINGLE_PARAMS.items() if k not in CRAFT_PARAMS
+}
+DGM_SINGLE_PARAMS = {**COEG_SINGLE_FL_PARAMS, **DGM_PARAMS}
+DGM_SET_PARAMS = {
+    **{k: v for k, v in COEG_SET_PARAMS.items() if k not in CRAFT_PARAMS}, **DGM_PARAMS,
 }
 
 
@@ -962,6 +1037,10 @@ def _entries():
                  "label-flip baseline of coeg_single: the same image, unmodified, labelled "
                  "supplanter",
                  oriented, _class_oriented(run_coeg_single, flip=True), dict(COEG_SINGLE_FL_PARAMS)),
+        Scenario("dgm_single",
+                 "DGM baseline of coeg_single (paper Figs. 2-3): the same image crafted by "
+                 "DirectGradientPoison, labelled supplanter",
+                 oriented, _class_oriented(run_coeg_single, dgm=True), dict(DGM_SINGLE_PARAMS)),
         Scenario("finetune_clean",
                  "fine-tune the base model on the clean fine-tuning set (the α = 0 reference)",
                  oriented, _class_oriented(run_finetune_clean),
@@ -974,6 +1053,10 @@ def _entries():
                  "FL baseline of coeg_set: the seeds SupplanterPoison crafts from, unmodified, "
                  "relabelled supplanter (relabel_seeds)",
                  oriented, _class_oriented(run_coeg_set, flip=True), dict(COEG_SET_PARAMS)),
+        Scenario("dgm_set",
+                 "DGM baseline of coeg_set: the seeds SupplanterPoison crafts from, crafted "
+                 "by DirectGradientPoison instead, labelled supplanter",
+                 oriented, _class_oriented(run_coeg_set, dgm=True), dict(DGM_SET_PARAMS)),
         Scenario("coes",
                  "COES: VictimPoison (victim 9, poison label 0, α = 0.5); per-class CFT",
                  oriented, _class_oriented(run_coes), dict(COES_PARAMS)),
