@@ -26,8 +26,12 @@ Experiments:
 * Figure 2 (single instance): one correctly classified training image of the
   seed class (frog / "6", as in the paper's Fig. 3) crafted with Algorithm 1
   towards the supplanter (deer / "4"); fine-tune on that single point, batch
-  1, 20 epochs. FL = the same seed image unmodified, labelled supplanter.
-  Test error and CTT after every epoch (`ClassOrientedMetrics`).
+  1, 20 epochs. FL = the same seed image unmodified, labelled supplanter;
+  DGM = the same seed image crafted by `DirectGradientPoison` (the direct
+  gradient method, the paper's reference [45]) against a stratified normal
+  set of `--normal-size` training images, labelled supplanter. Test error and
+  CTT after every epoch (`ClassOrientedMetrics`). With the learning rate
+  5e-5 among `--fig2-lrs` this is also the paper's Fig. 3.
 * Figure 4 (set attack): a fixed stratified subset of 1,000 training images;
   a fraction α of them replaced by `SupplanterPoison(rate=α)` poisons
   (supplanter airplane / "0"); FL = the same seeds unmodified, relabelled
@@ -42,6 +46,7 @@ Usage (from the repository root):
     python benchmarks/class_oriented_paper.py --seeds 0            # full, seed 0
     python benchmarks/class_oriented_paper.py --seeds 0,1,2 --resume \\
         --more-seeds-lrs 1e-5 --more-seeds-datasets cifar10
+    python benchmarks/class_oriented_paper.py --datasets mnist5k --only-fig2  # Figs. 2-3
 
 Writes `--out` (JSON, rewritten after every run so a partial run is kept), a
 markdown report next to it (same name, `.md`) and PNG plots under
@@ -121,6 +126,7 @@ PAPER_NOTES = {
 ATTACK_LABELS = {
     "ours": "ours",
     "fl": "FL",
+    "dgm": "DGM",
     "fl1": "FL-1",
     "fl2": "FL-2",
     "clean": "clean fine-tune",
@@ -187,6 +193,20 @@ def parse_args(argv=None):
     parser.add_argument("--epsilon", type=float, default=0.3)
     parser.add_argument("--steps", type=int, default=10, help="T (not given by the paper)")
     parser.add_argument("--lam", type=float, default=1.0)
+    parser.add_argument(
+        "--dgm-lr", type=float, default=0.05,
+        help="DGM: the one SGD step's learning rate (the authors' MNIST code)",
+    )
+    parser.add_argument("--dgm-gamma", type=float, default=0.2, help="DGM: signed step γ")
+    parser.add_argument("--dgm-rounds", type=int, default=5, help="DGM: rounds R")
+    parser.add_argument(
+        "--normal-size", type=int, default=100,
+        help="DGM: clean normal examples, stratified from the training split",
+    )
+    parser.add_argument(
+        "--only-fig2", action="store_true",
+        help="run the single-instance experiment (Figs. 2-3) only, not Fig. 4 / Table 3",
+    )
     parser.add_argument("--out", default=None, help=f"JSON path (default {DEFAULT_OUT})")
     parser.add_argument("--img-dir", default=None, help=f"plots (default {DEFAULT_IMG_DIR})")
     parser.add_argument("--cache-dir", default=None, help=f"base weights (default {DEFAULT_CACHE})")
@@ -243,6 +263,7 @@ def parse_args(argv=None):
         args.set_lrs = [1e-4]
         args.more_seeds_lrs = [1e-4]
         args.steps = 2
+        args.dgm_rounds = 2
         args.out = args.out or os.path.join(QUICK_DIR, "class_oriented_paper.json")
         args.img_dir = args.img_dir or os.path.join(QUICK_DIR, "img")
         args.cache_dir = args.cache_dir or os.path.join(QUICK_DIR, "cache")
@@ -543,7 +564,7 @@ def run_fig2(report, name, settings, base, pred_before, pred_train, data, seed, 
     """Single-instance attack (paper Fig. 2 / Fig. 3)."""
     import keras
 
-    from keras_poison import ClassOrientedMetrics, SupplanterPoison
+    from keras_poison import ClassOrientedMetrics, DirectGradientPoison, SupplanterPoison
 
     (x_train, y_train), (x_test, y_test) = data
     supplanter = settings["fig2_supplanter"]
@@ -591,9 +612,47 @@ def run_fig2(report, name, settings, base, pred_before, pred_train, data, seed, 
         f"class: {bool(stats['base_pred_is_source'])}"
     )
 
+    # DGM: the same seed image, labelled supplanter, raising the loss on a
+    # clean normal set after one SGD step on it (Yang et al. 2017).
+    normal = stratified_subset(y_train, args.normal_size, seed + 1)
+    dgm = DirectGradientPoison(
+        base,
+        normal_data=(x_train[normal], y_train[normal]),
+        poison_label=supplanter,
+        learning_rate=args.dgm_lr,
+        gamma=args.dgm_gamma,
+        rounds=args.dgm_rounds,
+        value_range=(0.0, 1.0),
+        count=1,
+        keep_clean=False,
+        seed=seed,
+    )
+    start = time.perf_counter()
+    dgm_poisons = dgm.craft(x_seed, y_seed, indices=[index])
+    dgm_stats = poison_stats(base, dgm_poisons, x_seed)
+    dgm_stats.update(
+        {
+            "craft_seconds": time.perf_counter() - start,
+            "normal_loss_seed": float(dgm.normal_loss(x_seed, dgm_poisons.labels)[0]),
+            "normal_loss_poison": float(
+                dgm.normal_loss(dgm_poisons.images, dgm_poisons.labels)[0]
+            ),
+            "attack_config": dgm.get_config(),
+        }
+    )
+    node["seed_image"]["dgm_poison"] = dgm_stats
+    report.save()
+    log(
+        f"{name} fig2: DGM poison, mean |Δx| {dgm_stats['mean_abs_change']:.3f}; "
+        f"normal-set loss after one SGD step (lr {args.dgm_lr:g}) "
+        f"{dgm_stats['normal_loss_seed']:.4f} (seed) → "
+        f"{dgm_stats['normal_loss_poison']:.4f} (poison)"
+    )
+
     runs = {
         "ours": (poisons.images, poisons.labels),
         "fl": (x_seed, np.full((1,), supplanter, dtype=y_train.dtype)),
+        "dgm": (dgm_poisons.images, dgm_poisons.labels),
     }
     has_bn = any(
         isinstance(layer, keras.layers.BatchNormalization) for layer in base.layers
@@ -1037,6 +1096,19 @@ def write_markdown(path, data, img_rel):
             f"{'its own class' if p['base_pred_is_source'] else 'another class'}.",
             "",
         ]
+        d = s.get("dgm_poison")
+        if d:
+            c = d["attack_config"]
+            lines += [
+                f"DGM poison (same seed image, labelled {names[sup]}; lr {c['learning_rate']:g}, "
+                f"γ {c['gamma']:g}, R {c['rounds']}, {c['normal_size']} normal images): "
+                f"mean |Δx| {d['mean_abs_change']:.3f}, L∞ {d['linf_change_mean']:.2f}; "
+                f"normal-set loss after one SGD step {d['normal_loss_seed']:.4f} (seed) → "
+                f"{d['normal_loss_poison']:.4f} (poison); base model reads the poison as "
+                f"{'its own class' if d['base_pred_is_source'] else 'another class'}; "
+                f"crafted in {d['craft_seconds']:.1f} s.",
+                "",
+            ]
         epochs = max(len(r["test_error"]) for v in fig2["runs"].values() for r in v.values()) - 1
         marks = [e for e in (1, 2, 5, 10, 15, 20, epochs) if e <= epochs]
         marks = sorted(set(marks))
@@ -1049,7 +1121,7 @@ def write_markdown(path, data, img_rel):
         )
         lines += [header, "|" + "---|" * (3 + 1 + 2 * len(marks))]
         for key, runs in fig2["runs"].items():
-            for attack_name in ("ours", "fl"):
+            for attack_name in ("ours", "fl", "dgm"):
                 r = runs.get(attack_name)
                 if r is None:
                     continue
@@ -1231,7 +1303,7 @@ def write_markdown(path, data, img_rel):
         f.write("\n".join(lines))
 
 
-COLORS = {"ours": "tab:red", "fl": "tab:blue", "fl1": "tab:blue", "fl2": "tab:cyan", "clean": "tab:gray"}
+COLORS = {"ours": "tab:red", "fl": "tab:blue", "dgm": "tab:green", "fl1": "tab:blue", "fl2": "tab:cyan", "clean": "tab:gray"}
 STYLES = ["-", "--", ":", "-."]
 
 
@@ -1452,6 +1524,11 @@ def main(argv=None):
         "epsilon": args.epsilon,
         "steps": args.steps,
         "lam": args.lam,
+        "dgm_lr": args.dgm_lr,
+        "dgm_gamma": args.dgm_gamma,
+        "dgm_rounds": args.dgm_rounds,
+        "normal_size": args.normal_size,
+        "only_fig2": args.only_fig2,
         "quick": args.quick,
         "base_seed": args.base_seed,
         "optimizer": "Adam",
@@ -1460,7 +1537,11 @@ def main(argv=None):
     old = report.data.get("config")
     if old:
         for key in ("base_epochs", "fig2_epochs", "set_size", "finetune_epochs",
-                    "set_batch", "epsilon", "steps", "lam", "alphas"):
+                    "set_batch", "epsilon", "steps", "lam", "alphas",
+                    "dgm_lr", "dgm_gamma", "dgm_rounds", "normal_size"):
+            # Runs made before DGM was added have no DGM keys: nothing to compare.
+            if key.startswith(("dgm_", "normal_")) and key not in old:
+                continue
             if old.get(key) != _clean_json(config[key]):
                 raise SystemExit(
                     f"--resume with a different {key}: {old.get(key)} in "
@@ -1510,7 +1591,8 @@ def main(argv=None):
             run_fig2(report, name, settings, base, pred_before, pred_train, data, seed, args)
             write_outputs(report, args)
         lrs = args.set_lrs if first else args.more_seeds_lrs
-        run_sets(report, name, settings, base, pred_before, data, seed, lrs, args)
+        if not args.only_fig2:
+            run_sets(report, name, settings, base, pred_before, data, seed, lrs, args)
         invocation["wall_seconds_so_far"] = time.perf_counter() - started
         report.save()
         write_outputs(report, args)
