@@ -16,6 +16,14 @@ shape `(n,)`:
 `digits` and `mnist5k` have no official split; they are split 80/20,
 stratified by class, with `sklearn.model_selection.train_test_split(...,
 random_state=0)`, so the split is the same on every machine.
+
+Image folders (`DIR/<split>/<class>/<image>.png|.jpg`, the layout of
+ImageNet and of `tensorflow_datasets.ImageFolder`) are read through
+`tensorflow_datasets.ImageFolder`: `image_folder_dataset` streams one split
+as a `tf.data.Dataset` (for sets that do not fit in memory, such as
+ImageNet), `load_image_folder` returns arrays like `load` (for small sets),
+`image_folder_class_names` names the labels, and `write_image_folder`
+writes arrays out in that layout (as PNGs, optionally resized).
 """
 
 import os
@@ -165,10 +173,16 @@ def _resolve_npz(path, name):
             return os.path.join(path, f"{name}.npz")
         if len(candidates) == 1:
             return os.path.join(path, candidates[0])
+        hint = (
+            "; for an image folder (DIR/<split>/<class>/<image>) use "
+            "load_image_folder(path)"
+            if not candidates and _subfolders(path)
+            else ""
+        )
         raise ValueError(
             f"Expected `path` to be a directory holding `{name}.npz` or "
             f"exactly one .npz file. Received: path={path!r} holding "
-            f"{candidates}"
+            f"{candidates}{hint}"
         )
     if not os.path.exists(path):
         raise FileNotFoundError(
@@ -318,3 +332,464 @@ def _load_keras(name, splits):
         # keras.datasets.cifar10 labels have shape (n, 1).
         result.append((x.astype(np.uint8), y.reshape(-1).astype(np.int64)))
     return result
+
+
+# ----------------------------------------------------------------------
+# Image folders: DIR/<split>/<class>/<image>, read through tfds' ImageFolder.
+
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # what tfds' ImageFolder reads
+_CHANNELS = (1, 3, 4)
+
+
+def image_folder_dataset(
+    path, split="train", image_size=None, channels=3, shuffle_files=False
+):
+    """Streams one split of an image folder as a `tf.data.Dataset`.
+
+    The folder holds one subfolder per split and, in it, one subfolder per
+    class (the layout of ImageNet and of `tensorflow_datasets.ImageFolder`,
+    which reads it):
+
+    ```
+    DIR/train/airplane/0001.png
+    DIR/train/automobile/0002.jpg
+    ...
+    DIR/test/airplane/0100.png
+    ```
+
+    Labels are the class folders' indices in sorted order (over all
+    splits), as `tfds.ImageFolder` assigns them; `image_folder_class_names`
+    returns the names. Images are decoded one at a time as they are read,
+    so memory stays that of the pipeline's buffers whatever the size of the
+    set: this is the way to read ImageNet.
+
+    The examples come in `tfds.ImageFolder`'s order, a fixed shuffle of the
+    split (the same on every machine and every pass) unless
+    `shuffle_files=True`. Keep it fixed when a position-keyed attack is
+    applied (`ds.apply(attack)`, then shuffle).
+
+    Args:
+        path: the folder (`DIR` above).
+        split: the split subfolder to read. Defaults to `"train"`.
+        image_size: `(height, width)` to resize every image to (bilinear,
+            with antialiasing when shrinking; the aspect ratio is not kept,
+            as in `keras.utils.image_dataset_from_directory`), or `None` to
+            keep the stored size, which must then be the same for every
+            image: an image of another size stops the stream with an
+            `InvalidArgumentError` naming the file. Defaults to `None`.
+        channels: `1`, `3` or `4`, the channels images are decoded to
+            (grayscale files are expanded to RGB with `3`). Defaults to `3`.
+        shuffle_files: bool, whether tfds shuffles the file order on every
+            pass. Defaults to `False`.
+
+    Returns:
+        A `tf.data.Dataset` of unbatched `(image, label)`: `uint8` images of
+        shape `(height, width, channels)` in `[0, 255]` and `int64` labels.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if `path` is not a folder of split folders of class
+            folders holding images, if `split` is not one of its splits, or
+            for a bad `image_size` or `channels`.
+
+    Example:
+
+    ```python
+    ds = image_folder_dataset("imagenet", "train", image_size=(224, 224))
+    ds = ds.apply(attack).shuffle(10_000).batch(256)
+    ```
+    """
+    import tensorflow as tf
+
+    builder, splits, image_size = _image_folder(path, (split,), image_size, channels)
+    dataset = builder.as_dataset(split=splits[0], shuffle_files=bool(shuffle_files))
+    if image_size is not None:
+        return dataset.map(
+            lambda e: (_resize_uint8(e["image"], image_size), e["label"]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    # Every image must have the first one's size, checked as it is read.
+    first = next(iter(dataset.take(1)))
+    height, width = (int(d) for d in first["image"].shape[:2])
+    expected = tf.constant([height, width])
+    message = (
+        f"Expected every image of `path`={os.fspath(path)!r} (split {splits[0]!r}) "
+        f"to be {height}x{width}, the size of its first image "
+        f"{first['image/filename'].numpy().decode()!r}, or `image_size=` to "
+        "resize them. Received an image of shape (height, width, channels):"
+    )
+
+    def checked(example):
+        image = example["image"]
+        same = tf.reduce_all(tf.equal(tf.shape(image)[:2], expected))
+        check = tf.debugging.Assert(
+            same, [message, tf.shape(image), "in", example["image/filename"]]
+        )
+        with tf.control_dependencies([check]):
+            image = tf.identity(image)
+        return tf.ensure_shape(image, (height, width, channels)), example["label"]
+
+    return dataset.map(checked, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_image_folder(path, split=("train", "test"), image_size=None, channels=3):
+    """Loads an image folder's splits as NumPy arrays, like `load`.
+
+    Reads `DIR/<split>/<class>/<image>` through `tensorflow_datasets.
+    ImageFolder` (see `image_folder_dataset` for the layout, the labels and
+    the order of the examples). Every example is held in memory: for sets
+    that do not fit (ImageNet), stream them with `image_folder_dataset`.
+
+    Args:
+        path: the folder.
+        split: a split subfolder's name, or a sequence of them. Defaults to
+            `("train", "test")`.
+        image_size: `(height, width)` to resize every image to, or `None`
+            to keep the stored size, which must then be the same for every
+            image of a split (a `ValueError` names two files that differ).
+            Defaults to `None`.
+        channels: `1`, `3` or `4`, the channels images are decoded to.
+            Defaults to `3`.
+
+    Returns:
+        For a single split name, a tuple `(x, y)`; for a sequence, one
+        `(x, y)` per split, in order. `x` is a `uint8` array of shape
+        `(n, height, width, channels)` in `[0, 255]`, `y` an `int64` array
+        of shape `(n,)`, indices into `image_folder_class_names(path)`.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: for a folder that is not `DIR/<split>/<class>/<image>`,
+            a missing split, or images of several sizes without
+            `image_size`.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> x = np.zeros((4, 8, 8, 3), np.uint8)
+    >>> _ = write_image_folder(x, [0, 1, 0, 1], folder, split="train",
+    ...                        image_size=(16, 16))
+    >>> x_train, y_train = load_image_folder(folder, split="train")
+    >>> x_train.shape, x_train.dtype, sorted(y_train.tolist())
+    ((4, 16, 16, 3), dtype('uint8'), [0, 0, 1, 1])
+    """
+    splits, single = _normalize_split(split, allow_any=True)
+    builder, splits, image_size = _image_folder(path, splits, image_size, channels)
+    result = [_read_split(builder, s, image_size, channels, path) for s in splits]
+    return result[0] if single else tuple(result)
+
+
+def image_folder_class_names(path):
+    """The class names of an image folder, indexed by label.
+
+    `tensorflow_datasets.ImageFolder` numbers the class folders of all
+    splits in sorted order; entry `k` names the class with label `k`.
+
+    Args:
+        path: the folder, laid out `DIR/<split>/<class>/<image>`.
+
+    Returns:
+        A list of strings.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> x = np.zeros((3, 8, 8, 1), np.uint8)
+    >>> _ = write_image_folder(x, [0, 1, 2], folder,
+    ...                        class_names=["cat", "dog", "fox"])
+    >>> image_folder_class_names(folder)
+    ['cat', 'dog', 'fox']
+    """
+    path = _check_folder(path)
+    names = set()
+    for split in _subfolders(path):
+        names.update(_subfolders(os.path.join(path, split)))
+    if not names:
+        _check_splits(path, None)  # raises, saying what the folder holds
+    return sorted(names)
+
+
+def write_image_folder(
+    x, y, path, split="train", image_size=None, class_names=None, batch_size=256
+):
+    """Writes images as PNG files in class folders: `path/<split>/<class>/<i>.png`.
+
+    The layout `image_folder_dataset`, `load_image_folder` and
+    `tensorflow_datasets.ImageFolder` read, so an in-memory set (the CIFAR-10
+    subset, say) can stand in for an image-folder data set such as ImageNet
+    in tests and benchmarks. File `i` is example `x[i]`, zero-padded. A
+    folder is made for every class, even one without images in this split,
+    so that the labels read back are the labels written.
+
+    Args:
+        x: `uint8` images of shape `(n, height, width)` or
+            `(n, height, width, channels)` with 1, 3 or 4 channels.
+        y: integer labels of shape `(n,)` (or `(n, 1)`), in
+            `[0, num_classes)`.
+        path: the folder to write into (created if needed).
+        split: the split subfolder, which must not hold any files yet.
+            Defaults to `"train"`.
+        image_size: `(height, width)` to resize the images to before
+            writing (bilinear), e.g. `(224, 224)` to upsample CIFAR-10 to
+            ImageNet's size, or `None` to keep their size. Defaults to
+            `None`.
+        class_names: folder names of the classes in label order, or `None`
+            for zero-padded numbers (`"0"`..`"9"`, or `"00"`..`"99"`, ...)
+            covering the labels in `y`. The names must sort in label order,
+            because readers number the folders in sorted order. Defaults to
+            `None`.
+        batch_size: images resized per step, bounding the memory a resize
+            takes. Defaults to `256`.
+
+    Returns:
+        The split's folder, `path/<split>`.
+
+    Raises:
+        TypeError: for images that are not `uint8`.
+        ValueError: for bad shapes, labels, class names or sizes, or a
+            split folder that already holds files.
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> x = np.zeros((2, 8, 8, 3), np.uint8)
+    >>> written = write_image_folder(x, [0, 1], folder, split="test")
+    >>> sorted(os.listdir(written))
+    ['0', '1']
+    """
+    import tensorflow as tf
+
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(
+            "Expected `x` to be uint8 images in [0, 255] (PNG stores 8-bit "
+            f"values). Received: x.dtype={x.dtype}; for [0, 1] floats pass "
+            "np.round(x * 255).astype('uint8')"
+        )
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4 or x.shape[-1] not in _CHANNELS:
+        raise ValueError(
+            "Expected `x` of shape (n, height, width) or (n, height, width, "
+            f"channels) with channels in {_CHANNELS}. Received: x.shape={x.shape}"
+        )
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or len(y) != len(x):
+        raise ValueError(
+            f"Expected `y` to be {len(x)} integer labels of shape (n,), one per "
+            f"image. Received: y.shape={y.shape}, y.dtype={y.dtype}"
+        )
+    if len(y) and y.min() < 0:
+        raise ValueError(f"Expected labels >= 0. Received: a label {y.min()}")
+    if not isinstance(split, str) or not split or os.sep in split or split in (".", ".."):
+        raise ValueError(
+            f"Expected `split` to be a folder name such as 'train'. Received: split={split!r}"
+        )
+    class_names = _folder_class_names(y, class_names)
+    if image_size is not None:
+        image_size = _check_image_size(image_size)
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"Expected `batch_size` >= 1. Received: batch_size={batch_size}")
+    split_dir = os.path.join(os.fspath(path), split)
+    if os.path.isdir(split_dir) and any(
+        files for _, _, files in os.walk(split_dir)
+    ):
+        raise ValueError(
+            f"Expected the split folder {split_dir!r} to be new or empty, so that "
+            "no old image is read back with the new ones. Received: a folder "
+            "holding files; remove it or choose another `path` or `split`"
+        )
+    folders = [os.path.join(split_dir, name) for name in class_names]
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+    digits = len(str(max(len(x) - 1, 0)))
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        if image_size is not None:
+            batch = _resize_uint8(tf.constant(batch), image_size)
+        for offset, image in enumerate(tf.unstack(batch) if len(batch) else []):
+            i = start + offset
+            name = os.path.join(folders[int(y[i])], f"{i:0{digits}d}.png")
+            with open(name, "wb") as f:
+                f.write(tf.io.encode_png(image).numpy())
+    return split_dir
+
+
+def _folder_class_names(y, class_names):
+    if class_names is None:
+        count = int(y.max()) + 1 if len(y) else 1
+        width = len(str(count - 1))
+        return [f"{k:0{width}d}" for k in range(count)]
+    class_names = [str(name) for name in class_names]
+    bad = [n for n in class_names if not n or os.sep in n or n in (".", "..")]
+    if bad:
+        raise ValueError(
+            f"Expected `class_names` to be folder names. Received: {bad}"
+        )
+    if len(set(class_names)) != len(class_names) or sorted(class_names) != class_names:
+        raise ValueError(
+            "Expected `class_names` unique and in sorted order: readers "
+            "(tfds.ImageFolder) number class folders in sorted order, so other "
+            "names would come back with other labels. Received: "
+            f"class_names={class_names}; prefix them with their label, e.g. "
+            f"{[f'{k:02d}_{n}' for k, n in enumerate(class_names[:2])]}"
+        )
+    if len(y) and y.max() >= len(class_names):
+        raise ValueError(
+            f"Expected labels below len(class_names)={len(class_names)}. "
+            f"Received: a label {y.max()}"
+        )
+    return class_names
+
+
+def _check_image_size(image_size):
+    ok = (
+        isinstance(image_size, (list, tuple))
+        and len(image_size) == 2
+        and all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0
+            for d in image_size
+        )
+    )
+    if not ok:
+        raise ValueError(
+            "Expected `image_size` to be (height, width), two positive integers, "
+            f"or None. Received: image_size={image_size!r}"
+        )
+    return (int(image_size[0]), int(image_size[1]))
+
+
+def _resize_uint8(images, image_size):
+    """Bilinear resize (antialiased when shrinking), rounded back to uint8."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(images, image_size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def _check_folder(path):
+    if path is None:
+        raise TypeError("Expected `path` to be an image folder. Received: path=None")
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            "Expected `path` to be an existing image folder "
+            f"(DIR/<split>/<class>/<image>). Received: path={path!r}, which does not exist"
+        )
+    if not os.path.isdir(path):
+        raise ValueError(
+            "Expected `path` to be a folder laid out DIR/<split>/<class>/<image>. "
+            f"Received: path={path!r}, which is a file"
+        )
+    return path
+
+
+def _subfolders(path):
+    return sorted(
+        f for f in os.listdir(path) if os.path.isdir(os.path.join(path, f))
+    )
+
+
+def _images_in(path):
+    return [
+        f for f in os.listdir(path)
+        if f.lower().endswith(_IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(path, f))
+    ]
+
+
+def _check_splits(path, splits):
+    """Checks the layout `path/<split>/<class>/<image>` for the wanted splits."""
+    layout = "DIR/<split>/<class>/<image> (e.g. DIR/train/cat/0001.png)"
+    available = _subfolders(path)
+    if not available:
+        loose = _images_in(path)
+        raise ValueError(
+            f"Expected `path` to be an image folder laid out {layout}. Received: "
+            f"path={path!r} has no subfolders"
+            + (f" ({len(loose)} images directly in it)" if loose else "")
+        )
+    for split in splits or available:
+        split_dir = os.path.join(path, split)
+        if split not in available:
+            # DIR/<class>/<image>: a folder of classes without the split level.
+            flat = [s for s in available if _images_in(os.path.join(path, s))]
+            hint = (
+                f"; its subfolders {flat[:5]} hold images directly, so it looks "
+                "like one split's class folders: move them under DIR/train/"
+                if flat else ""
+            )
+            raise ValueError(
+                f"Expected split {split!r} in the image folder (laid out {layout}). "
+                f"Received: path={path!r} has splits {available}{hint}"
+            )
+        classes = _subfolders(split_dir)
+        if not classes:
+            loose = _images_in(split_dir)
+            raise ValueError(
+                f"Expected class folders in {split_dir!r} (laid out {layout}). "
+                "Received: no class subfolders"
+                + (f", and {len(loose)} images directly in it" if loose else "")
+            )
+        if not any(_images_in(os.path.join(split_dir, c)) for c in classes):
+            raise ValueError(
+                f"Expected images ({', '.join(_IMAGE_EXTENSIONS)}) in the class "
+                f"folders of {split_dir!r}. Received: none in {classes[:5]}"
+                + (" ..." if len(classes) > 5 else "")
+            )
+
+
+def _image_folder(path, splits, image_size, channels):
+    """Validates, then returns `(tfds ImageFolder builder, splits, image_size)`."""
+    path = _check_folder(path)
+    if image_size is not None:
+        image_size = _check_image_size(image_size)
+    if isinstance(channels, bool) or channels not in _CHANNELS:
+        raise ValueError(
+            f"Expected `channels` in {_CHANNELS}. Received: channels={channels!r}"
+        )
+    if isinstance(splits, str):
+        splits = (splits,)
+    for s in splits:
+        if not isinstance(s, str):
+            raise ValueError(f"Expected split names. Received: split={splits!r}")
+    _check_splits(path, splits)
+    import tensorflow_datasets as tfds
+
+    builder = tfds.folder_dataset.ImageFolder(path, shape=(None, None, channels))
+    return builder, tuple(splits), image_size
+
+
+def _read_split(builder, split, image_size, channels, path):
+    """All of one split as `(uint8 images, int64 labels)`."""
+    import tensorflow as tf
+
+    n = builder.info.splits[split].num_examples
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    if image_size is not None:
+        dataset = dataset.map(
+            lambda e: {**e, "image": _resize_uint8(e["image"], image_size)},
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    x, y, first = None, np.empty((n,), np.int64), None
+    for i, example in enumerate(dataset.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()):
+        image = example["image"]
+        if x is None:
+            x = np.empty((n,) + image.shape, np.uint8)
+            first = example["image/filename"].decode()
+        elif image.shape != x.shape[1:]:
+            raise ValueError(
+                f"Expected images of one size in split {split!r} of `path`="
+                f"{os.fspath(path)!r}, or `image_size=(height, width)` to resize "
+                f"them. Received: {first!r} is {x.shape[1]}x{x.shape[2]} and "
+                f"{example['image/filename'].decode()!r} is "
+                f"{image.shape[0]}x{image.shape[1]}"
+            )
+        x[i] = image
+        y[i] = example["label"]
+    return x, y

@@ -4,6 +4,9 @@
 * `lenet5`: LeNet-5, the MNIST model of the class-oriented poisoning paper
   (seed `003`).
 * `vgg9`: a 9-weight-layer VGG, the CIFAR-10 model of seed `003`.
+* `resnet50`: `keras.applications.ResNet50` (untrained), the ImageNet model
+  of seed `003` (its Table 1), with the same `"logits"` / `"probabilities"`
+  ending and top-5 accuracy among its metrics.
 
 Every builder ends in a `Dense` layer named `"logits"` (no activation)
 followed by an `Activation("softmax")` layer named `"probabilities"`, so the
@@ -14,10 +17,11 @@ logits with `model.get_layer("logits").output`, e.g.
 All builders share the arguments `input_shape`, `num_classes`,
 `learning_rate`, `label_format`, `compile` and `seed`. With `compile=True`
 the model is compiled with Adam, the cross-entropy matching `label_format`
-and the `"accuracy"` metric.
+and the `"accuracy"` metric (`resnet50` adds top-5 accuracy).
 """
 
 import math
+import random
 
 import keras
 
@@ -302,6 +306,99 @@ def vgg9(
     )
 
 
+def resnet50(
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    learning_rate=1e-3,
+    label_format="sparse",
+    compile=True,
+    seed=None,
+):
+    """Builds ResNet-50, the ImageNet model of the class-oriented paper.
+
+    Seed `003` attacks "ResNet-50 [17]" (He et al., 2016) on ImageNet and
+    reports top-1 and top-5 accuracy (its Table 1). This builder is
+    `keras.applications.ResNet50(weights=None, include_top=False,
+    pooling="avg")`, untrained (nothing is downloaded), followed by the
+    `"logits"` and `"probabilities"` layers of every model here: the same
+    network as Keras' `ResNet50(weights=None, classes=num_classes)`, whose
+    top is global average pooling and one dense layer, with the softmax
+    split from the dense layer so that crafting reads the logits.
+
+    The images go into the first convolution as they are: no
+    `keras.applications.resnet50.preprocess_input` (which expects `[0, 255]`
+    RGB and the ImageNet channel means of trained weights). The harness feeds
+    `[0, 1]` images, as to the other models; batch normalisation after the
+    first convolution absorbs the scale.
+
+    With `compile=True` the metrics are `"accuracy"` and, when
+    `num_classes > 5`, top-5 accuracy named `"top5_accuracy"`
+    (`keras.metrics.SparseTopKCategoricalAccuracy(k=5)`, or
+    `TopKCategoricalAccuracy` for one-hot labels).
+
+    Args:
+        input_shape: Shape of one image, `(height, width, channels)`; height
+            and width at least 32 (`keras.applications`' minimum). ImageNet
+            models use `(224, 224, 3)`; small inputs such as `(32, 32, 3)`
+            build the same 50 layers for tests. Defaults to
+            `(224, 224, 3)`.
+        num_classes: Number of classes, at least 2. Defaults to `1000`
+            (ImageNet-1k).
+        learning_rate: Adam learning rate, used when `compile=True`.
+            Defaults to `1e-3`.
+        label_format: `"sparse"` (integer labels, sparse categorical
+            cross-entropy) or `"one_hot"` (one-hot labels, categorical
+            cross-entropy). Defaults to `"sparse"`.
+        compile: Whether to compile the model. Defaults to `True`.
+        seed: Integer seed for the weight initialisers, so that two models
+            built with the same seed start identical. `keras.applications`
+            takes no seed, so the builder seeds Python's `random` (where
+            Keras draws an unseeded initialiser's seed) while it builds, and
+            restores its state afterwards. `None` draws fresh randomness.
+            Defaults to `None`.
+
+    Returns:
+        A `keras.Model` named `"resnet50"` mapping images to class
+        probabilities of shape `(batch, num_classes)`, its layers those of
+        `keras.applications.ResNet50` (not nested), then `"logits"` and
+        `"probabilities"`.
+
+    Example:
+
+    >>> model = resnet50(input_shape=(32, 32, 3), num_classes=10, seed=0)
+    >>> model.output_shape
+    (None, 10)
+    >>> model.get_layer("logits").input.shape
+    (None, 2048)
+    """
+    _check_common(num_classes, learning_rate, label_format)
+    seeds = _SeedSequence(seed)
+    if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 3:
+        raise ValueError(
+            "Expected `input_shape` of 3 dimensions, (height, width, "
+            f"channels), e.g. (224, 224, 3). Received: input_shape={input_shape!r}"
+        )
+    inputs, x = _image_input(input_shape, min_size=32)
+    state = random.getstate()
+    try:
+        if seed is not None:
+            random.seed(seed)
+        backbone = keras.applications.ResNet50(
+            weights=None,
+            include_top=False,
+            input_tensor=x,
+            pooling="avg",
+        )
+        features = backbone.output
+        model = _finish(
+            inputs, features, "resnet50", num_classes, learning_rate,
+            label_format, compile, seeds, top5=num_classes > 5,
+        )
+    finally:
+        random.setstate(state)
+    return model
+
+
 class _SeedSequence:
     """Hands out a distinct integer seed per layer (or `None` throughout).
 
@@ -407,7 +504,8 @@ def _image_input(input_shape, min_size):
 
 
 def _finish(
-    inputs, x, name, num_classes, learning_rate, label_format, compile, seeds
+    inputs, x, name, num_classes, learning_rate, label_format, compile, seeds,
+    top5=False,
 ):
     """Adds the logits and softmax layers and optionally compiles."""
     logits = keras.layers.Dense(
@@ -424,9 +522,39 @@ def _finish(
             if label_format == "sparse"
             else keras.losses.CategoricalCrossentropy()
         )
+        metrics = ["accuracy"]
+        if top5:
+            metrics.append(top5_metric(label_format))
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
             loss=loss,
-            metrics=["accuracy"],
+            metrics=metrics,
         )
     return model
+
+
+def top5_metric(label_format="sparse"):
+    """Keras' top-5 accuracy for the given label format, named `"top5_accuracy"`.
+
+    Args:
+        label_format: `"sparse"` (`SparseTopKCategoricalAccuracy`) or
+            `"one_hot"` (`TopKCategoricalAccuracy`). Defaults to `"sparse"`.
+
+    Returns:
+        A `keras.metrics.Metric` with `k=5`.
+
+    Example:
+
+    >>> metric = top5_metric()
+    >>> metric.update_state([2], [[0.3, 0.2, 0.1, 0.15, 0.05, 0.12, 0.08]])
+    >>> float(metric.result())
+    1.0
+    """
+    if label_format not in _LABEL_FORMATS:
+        raise ValueError(
+            f"Expected `label_format` in {_LABEL_FORMATS}. "
+            f"Received: label_format={label_format!r}"
+        )
+    if label_format == "sparse":
+        return keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5_accuracy")
+    return keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy")
