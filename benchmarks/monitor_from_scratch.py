@@ -13,6 +13,9 @@ Usage (from the repository root):
     PYTHONPATH=benchmarks python benchmarks/monitor_from_scratch.py --dataset digits --seeds 0,1,2
     PYTHONPATH=benchmarks python benchmarks/monitor_from_scratch.py --dataset cifar10 \
         --data ../shared/data/cifar10_subset.npz --seeds 0,1,2 --epochs 30
+    # after a change to PoisonMonitor, without training again:
+    PYTHONPATH=benchmarks python benchmarks/monitor_from_scratch.py \
+        --replay benchmarks/results/monitor_from_scratch_cifar10.json
 """
 
 import argparse
@@ -39,6 +42,12 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--replay",
+        default=None,
+        help="recompute the alarms of a results file's recorded measurements with "
+        "the library as it is now (no training), and rewrite that file",
+    )
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.out = args.out or os.path.join(
@@ -70,8 +79,54 @@ def replay(measurements, x, y, num_classes, start_from_epoch):
     return monitor.alarms
 
 
+def alarms_by_setting(measurements, x, y, num_classes):
+    return {
+        str(s): [
+            {**a, "epoch": a["epoch"] + 1}
+            for a in replay(measurements, x, y, num_classes, s)
+        ]
+        for s in SETTINGS
+    }
+
+
+def summarize(runs):
+    return {
+        str(s): {
+            "runs_with_a_false_alarm": sum(bool(r["alarms"][str(s)]) for r in runs),
+            "alarm_epochs": [sorted({a["epoch"] for a in r["alarms"][str(s)]}) for r in runs],
+        }
+        for s in SETTINGS
+    }
+
+
+def replay_file(path):
+    """Recomputes every setting's alarms from the recorded measurements."""
+    with open(path) as f:
+        result = json.load(f)
+    first = result["runs"][0]
+    num_classes = len(first["class_accuracy"][0])
+    for run in result["runs"]:
+        measurements = [
+            {"accuracy": a, "class_accuracy": np.array(c), "prediction_share": np.array(p)}
+            for a, c, p in zip(run["trusted_accuracy"], run["class_accuracy"], run["prediction_share"])
+        ]
+        # The trusted labels only enter through their class counts here.
+        counts = result["trusted_class_counts"]
+        y = np.repeat(np.arange(num_classes), counts)
+        x = np.zeros((len(y), 1), "float32")
+        run["alarms"] = alarms_by_setting(measurements, x, y, num_classes)
+    result["summary"] = summarize(result["runs"])
+    result["replayed"] = datetime.date.today().isoformat()
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1, default=float)
+    for s in SETTINGS:
+        print(f"start_from_epoch={s}: {result['summary'][str(s)]}")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.replay:
+        return replay_file(args.replay)
     import keras
     import tensorflow as tf
 
@@ -98,18 +153,15 @@ def main(argv=None):
         model.fit(ds, epochs=args.epochs, verbose=0, callbacks=[recorder])
         seconds = time.perf_counter() - start
         measurements = recorder.history
-        alarms = {
-            str(s): [
-                {**a, "epoch": a["epoch"] + 1}
-                for a in replay(measurements, x_t, y_t, num_classes, s)
-            ]
-            for s in SETTINGS
-        }
+        alarms = alarms_by_setting(measurements, x_t, y_t, num_classes)
         runs.append(
             {
                 "seed": seed,
                 "seconds": seconds,
                 "trusted_accuracy": [m["accuracy"] for m in measurements],
+                # Per epoch (index 0: before training), so other rules can be replayed.
+                "class_accuracy": [m["class_accuracy"].tolist() for m in measurements],
+                "prediction_share": [m["prediction_share"].tolist() for m in measurements],
                 "alarms": alarms,
             }
         )
@@ -119,13 +171,7 @@ def main(argv=None):
             + ", ".join(f"start_from_epoch={s}: {len(alarms[str(s)])} alarms" for s in SETTINGS),
             flush=True,
         )
-    summary = {
-        str(s): {
-            "runs_with_a_false_alarm": sum(bool(r["alarms"][str(s)]) for r in runs),
-            "alarm_epochs": [sorted({a["epoch"] for a in r["alarms"][str(s)]}) for r in runs],
-        }
-        for s in SETTINGS
-    }
+    summary = summarize(runs)
     result = {
         "command": "PYTHONPATH=benchmarks python benchmarks/monitor_from_scratch.py "
         + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
@@ -136,6 +182,7 @@ def main(argv=None):
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "trusted_examples": int(len(trusted)),
+        "trusted_class_counts": np.bincount(y_t, minlength=num_classes).tolist(),
         "summary": summary,
         "runs": runs,
     }

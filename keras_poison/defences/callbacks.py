@@ -63,9 +63,14 @@ class PoisonMonitor(keras.callbacks.Callback):
     set the reference. The default, `"auto"`, tells the two apart: a model
     whose trusted accuracy at the start is at least a quarter of the way
     from chance to perfect is fine-tuned (alarms from the first epoch);
-    otherwise alarms wait until the trusted accuracy has settled: risen by
-    less than 6 points over the last 3 epochs, and that quarter of the way
-    above chance. On clean runs from scratch
+    otherwise alarms wait until the model has settled: over the last 3
+    epochs its trusted accuracy rose by less than 6 points (and is that
+    quarter of the way above chance), and no class's accuracy or share of
+    predictions moved by more than half its alarm threshold. A model that
+    never settles is never watched (`armed_epoch` stays `None`): its own
+    epoch-to-epoch swings would be taken for poisoning; pass an int to
+    watch it anyway. Poisoning present from the first epoch of a run from
+    scratch is then part of the reference: the monitor is for changes. On clean runs from scratch
     this raised no false alarm where `start_from_epoch=0` raised dozens
     (docs/benchmarks.md, "PoisonMonitor on runs from scratch"). A share of
     predictions is a surge only above the class's own share of the trusted
@@ -237,8 +242,17 @@ class PoisonMonitor(keras.callbacks.Callback):
         # History holds the state before training, then one entry per epoch.
         if len(self.history) <= _SETTLED_EPOCHS or not self._trained(self.history[-1]):
             return False
-        gain = self.history[-1]["accuracy"] - self.history[-1 - _SETTLED_EPOCHS]["accuracy"]
-        return gain < _SETTLED_GAIN
+        window = self.history[-1 - _SETTLED_EPOCHS :]
+        gain = window[-1]["accuracy"] - window[0]["accuracy"]
+        # Per class too: a model whose classes still swing by half a threshold
+        # from epoch to epoch would alarm on its own noise.
+        accuracy = np.array([state["class_accuracy"] for state in window])
+        share = np.array([state["prediction_share"] for state in window])
+        steady = (
+            np.ptp(accuracy, axis=0).max() <= self.max_accuracy_drop / 2
+            and np.ptp(share, axis=0).max() <= self.max_share_increase / 2
+        )
+        return gain < _SETTLED_GAIN and steady
 
     def _keep_good_weights(self):
         # Copying every weight each epoch only pays when they may be restored.
@@ -309,6 +323,17 @@ class PoisonMonitor(keras.callbacks.Callback):
             self.stopped_epoch = epoch
             if self.restore_last_good_weights:
                 self.model.set_weights(self._good_weights)
+
+    def on_train_end(self, logs=None):
+        if not self.armed:
+            # Not silent: a user may take a quiet monitor for a clean run.
+            warnings.warn(
+                "PoisonMonitor never watched this run: the model started "
+                "untrained and its per-class accuracy never settled (start_from_epoch="
+                f"{self.start_from_epoch!r}), so no alarm could fire. Pass "
+                "start_from_epoch=<epochs> to watch it from then on.",
+                stacklevel=2,
+            )
 
     def _describe(self, epoch, found):
         parts = []

@@ -231,6 +231,17 @@ def test_auto_watches_a_trained_model_at_once_and_a_model_from_scratch_once_sett
     assert {a["epoch"] for a in scratch.alarms} == {6}
 
 
+def test_a_run_from_scratch_that_never_settles_says_it_was_not_watched():
+    y = np.array([0] * 10 + [1] * 10)
+    swinging = [_class0_accuracy(c) for c in (0, 9, 4, 9, 4, 9, 4)]
+    monitor = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log")
+    model = _ScriptedModel(swinging)
+    _drive(monitor, model, epochs=6)
+    assert monitor.alarms == [] and monitor.armed_epoch is None
+    with pytest.warns(UserWarning, match="never watched this run"):
+        monitor.on_train_end()
+
+
 def test_config_rebuilds_an_equal_monitor(trusted):
     _, _, _, x_test, y_test = trusted
     monitor = PoisonMonitor(x_test, y_test, num_classes=10, max_accuracy_drop=0.3,
