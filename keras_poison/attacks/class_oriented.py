@@ -221,16 +221,27 @@ class ClassOrientedPoison(abc.ABC):
         self._check_seed_labels(labels)
         target, ascend, poison_labels = self._plan(labels)
         crafter = self._crafter(model, (low, high))
+        seeds, options = x.astype("float32"), {}
+        if isinstance(crafter, SignedGradientCrafter):
+            # Cast to float32 and back to x's dtype one batch at a time: host
+            # memory is the seeds and poisons in their own dtype plus a batch.
+            seeds = x
+            options["output"] = (
+                lambda images: _to_dtype(images, x.dtype, low, high), x.dtype
+            )
         crafted, steps_taken = crafter.craft(
-            x.astype("float32"),
+            seeds,
             labels.astype("int32"),
             target.astype("int32"),
             ascend,
             batch_size=self.batch_size,
             verbose=self.verbose,
+            **options,
         )
+        if crafted.dtype != x.dtype:
+            crafted = _to_dtype(crafted, x.dtype, low, high)
         return PoisonSet(
-            images=_to_dtype(crafted, x.dtype, low, high),
+            images=crafted,
             labels=poison_labels,
             source_indices=indices,
             source_labels=labels,

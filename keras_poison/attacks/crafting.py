@@ -203,45 +203,64 @@ class SignedGradientCrafter:
         self._batch_fns = {}
         self._distributed_fn = None
 
-    def craft(self, x, true_class, target_class, ascend, batch_size=128, verbose=0):
+    def craft(
+        self, x, true_class, target_class, ascend, batch_size=128, verbose=0,
+        output=None,
+    ):
         """Crafts every example; returns `(images, steps_taken)` as NumPy.
 
+        Memory beyond `x` and the result is that of one batch: each batch is
+        cast to float32 as it goes to the model, and with `output` set it is
+        turned into its final form before the next batch starts (a uint8
+        ImageNet poison set then costs 1 byte per value, not 4).
+
         Args:
-            x: float32 array of seed images, shape `(n, ...)`.
+            x: array of seed images, shape `(n, ...)`, of any real dtype
+                (cast to float32 one batch at a time).
             true_class: int32 array `(n,)`, each seed's class `o`.
             target_class: int32 array `(n,)`, the class `t` whose logit is
                 lowered (ignored for ascent examples).
             ascend: bool array `(n,)`, True for eq. 17's ascent branch.
             batch_size: examples per `GradientTape` batch.
             verbose: 0 silent, 1 a progress bar.
+            output: `None`, or a `(function, dtype)` pair: each crafted
+                float32 batch is passed through `function` and stored in an
+                array of `dtype` (e.g. rounding back to the seeds' uint8).
+                Defaults to `None` (float32 images).
 
         Returns:
-            `(images, steps_taken)`: float32 crafted images and, per
-            example, the number of signed steps applied (initial included).
+            `(images, steps_taken)`: crafted images (float32, or `output`'s
+            dtype) and, per example, the number of signed steps applied
+            (initial included).
         """
-        x = np.asarray(x, "float32")
+        x = np.asarray(x)
+        if output is None:
+            convert, dtype = (lambda images: images), np.float32
+        else:
+            convert, dtype = output
         true_class = np.asarray(true_class, "int32")
         target_class = np.asarray(target_class, "int32")
         ascend = np.asarray(ascend, bool)
         n = len(x)
         progress = keras.utils.Progbar(n, verbose=verbose, unit_name="image")
         strategy = tf.distribute.get_strategy()
-        images, steps_taken = [], []
+        images = np.empty(x.shape, dtype)
+        steps_taken = np.zeros((n,), "int32")
         for start in range(0, n, batch_size):
             batch = tuple(
                 array[start : start + batch_size]
                 for array in (x, true_class, target_class, ascend)
             )
+            batch = (np.asarray(batch[0], "float32"),) + batch[1:]
             if strategy.num_replicas_in_sync > 1:
                 crafted, taken = self._run_distributed(strategy, batch)
             else:
                 crafted, taken = self._batch_fn(x.shape[1:])(*batch)
-            images.append(crafted.numpy())
-            steps_taken.append(taken.numpy())
+            stop = start + len(batch[0])
+            images[start:stop] = convert(crafted.numpy())
+            steps_taken[start:stop] = taken.numpy()
             progress.add(len(batch[0]))
-        if not images:
-            return np.zeros_like(x, dtype="float32"), np.zeros((0,), "int32")
-        return np.concatenate(images), np.concatenate(steps_taken)
+        return images, steps_taken
 
     def _batch_fn(self, image_shape):
         if image_shape not in self._batch_fns:
