@@ -75,15 +75,22 @@ def add_run_parser(commands):
     )
     run.add_argument("--list", action="store_true", help="list the scenarios and exit")
     run.add_argument(
-        "--dataset", default="digits", help="cifar10, mnist, digits or mnist5k (default digits)"
+        "--dataset",
+        default=None,
+        help="cifar10, mnist, digits, mnist5k or imagefolder (default: imagefolder when "
+        "--data is an image folder, else digits)",
     )
     run.add_argument(
-        "--data", default=None, help="a local .npz (or a folder holding one); cifar10/mnist offline"
+        "--data",
+        default=None,
+        help="a local .npz (or a folder holding one; cifar10/mnist offline), or an image "
+        "folder DIR/{train,test}/<class>/<image> of one image size",
     )
     run.add_argument(
         "--model",
         default=None,
-        help="vgg_like, lenet5 or vgg9 (default: lenet5 for mnist/mnist5k, else vgg_like)",
+        help="vgg_like, lenet5, vgg9 or resnet50 (default: lenet5 for mnist/mnist5k, "
+        "resnet50 for an image folder, else vgg_like); resnet50 reports top-5 accuracy",
     )
     run.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     run.add_argument(

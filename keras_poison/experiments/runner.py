@@ -25,11 +25,17 @@ from keras_poison.experiments import scenarios as scenario_registry
 RESULTS_FILE = "results.json"
 TABLE_FILE = "table.md"
 FORMAT_VERSION = 1
-MODELS = ("vgg_like", "lenet5", "vgg9")
-DATASETS = ("cifar10", "mnist", "digits", "mnist5k")
-# The model each data set gets when none is named: the seed papers' choices,
-# and vgg_like for 8x8 digits (LeNet-5 needs at least 12x12).
-DEFAULT_MODELS = {"cifar10": "vgg_like", "mnist": "lenet5", "digits": "vgg_like", "mnist5k": "lenet5"}
+MODELS = ("vgg_like", "lenet5", "vgg9", "resnet50")
+# "imagefolder": `data` is a folder DIR/<split>/<class>/<image> with train
+# and test splits (keras_poison.datasets.load_image_folder).
+DATASETS = ("cifar10", "mnist", "digits", "mnist5k", "imagefolder")
+# The model each data set gets when none is named: the seed papers' choices
+# (ResNet-50 for an ImageNet-style image folder), and vgg_like for 8x8
+# digits (LeNet-5 needs at least 12x12).
+DEFAULT_MODELS = {
+    "cifar10": "vgg_like", "mnist": "lenet5", "digits": "vgg_like", "mnist5k": "lenet5",
+    "imagefolder": "resnet50",
+}
 
 
 class ExperimentError(ValueError):
@@ -41,7 +47,7 @@ class ExperimentError(ValueError):
 
 def run(
     scenarios,
-    dataset="digits",
+    dataset=None,
     data=None,
     model=None,
     epochs=10,
@@ -66,14 +72,24 @@ def run(
 
     Args:
         scenarios: a scenario name, a list of them, or `"all"`.
-        dataset: `"cifar10"`, `"mnist"`, `"digits"` or `"mnist5k"`.
-            Defaults to `"digits"` (ships with scikit-learn).
+        dataset: `"cifar10"`, `"mnist"`, `"digits"`, `"mnist5k"` or
+            `"imagefolder"`, or `None` for `"imagefolder"` when `data` is
+            an image folder and `"digits"` (ships with scikit-learn)
+            otherwise. Defaults to `None`.
         data: path to a local `.npz` (or a folder holding one) to load
-            instead of the built-in source; CIFAR-10 and MNIST need it
-            offline. Defaults to `None`.
-        model: `"vgg_like"`, `"lenet5"`, `"vgg9"`, or `None` for the data
-            set's usual model (`lenet5` for the MNIST sets, else
-            `vgg_like`). Defaults to `None`.
+            instead of the built-in source (CIFAR-10 and MNIST need it
+            offline), or an image folder `DIR/<split>/<class>/<image>`
+            with `train` and `test` splits of one image size, read by
+            `keras_poison.datasets.load_image_folder` with 3 channels (its
+            class folders name the classes). The harness holds the data in
+            memory as float32: an image folder of a few thousand images,
+            not ImageNet. Defaults to `None`.
+        model: a builder of `keras_poison.models`: `"vgg_like"`,
+            `"lenet5"`, `"vgg9"`, `"resnet50"`; or `None` for the data
+            set's usual model (`lenet5` for the MNIST sets, `resnet50` for
+            an image folder, else `vgg_like`). With `"resnet50"` and more
+            than 5 classes the records report `top5_accuracy` beside the
+            accuracy (top-1). Defaults to `None`.
         epochs: int >= 1, training epochs (from scratch, of the base model,
             and of fine-tuning unless `params["finetune_epochs"]` is set).
             Defaults to `10`.
@@ -147,9 +163,20 @@ def validate(scenarios, dataset, data, model, epochs, seeds, out, batch_size, le
             received value.
     """
     names = _scenario_names(scenarios)
+    data_path = _check_data_path(data)
+    folder = data_path is not None and is_image_folder(data_path)
+    if dataset is None:
+        dataset = "imagefolder" if folder else "digits"
     if dataset not in DATASETS:
         raise ExperimentError(
             f"Expected `dataset` to be one of {list(DATASETS)}. Received: dataset={dataset!r}"
+        )
+    if dataset == "imagefolder" and not folder:
+        raise ExperimentError(
+            "Expected `data` to be an image folder DIR/<split>/<class>/<image> with "
+            "train and test splits, for dataset='imagefolder'. Received: "
+            f"data={data!r}"
+            + ("" if data is not None else " (give the folder as `data`/--data)")
         )
     if model is None:
         model = DEFAULT_MODELS[dataset]
@@ -168,7 +195,7 @@ def validate(scenarios, dataset, data, model, epochs, seeds, out, batch_size, le
     return {
         "scenarios": names,
         "dataset": dataset,
-        "data": _check_data_path(data),
+        "data": data_path,
         "model": model,
         "epochs": int(epochs),
         "seeds": _seed_list(seeds),
@@ -228,8 +255,8 @@ def _check_data_path(data):
     path = os.path.abspath(os.fspath(data))
     if not os.path.exists(path):
         raise ExperimentError(
-            f"Expected `data` to be an existing .npz file or a folder holding one. "
-            f"Received: data={data!r}, which does not exist"
+            f"Expected `data` to be an existing .npz file, a folder holding one, or an "
+            f"image folder. Received: data={data!r}, which does not exist"
         )
     readable = os.access(path, os.R_OK) and (
         not os.path.isdir(path) or os.access(path, os.X_OK)
@@ -356,23 +383,54 @@ def _quiet_tensorflow():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def is_image_folder(path):
+    """Whether `path` is a folder of subfolders and no `.npz` (read as an image folder)."""
+    if not os.path.isdir(path):
+        return False
+    entries = os.listdir(path)
+    return not any(f.endswith(".npz") for f in entries) and any(
+        os.path.isdir(os.path.join(path, f)) for f in entries
+    )
+
+
 def _load_data(settings):
     """Loads the data set, scaled to [0, 1]; wraps load errors as `ExperimentError`."""
     from keras_poison import datasets
 
+    folder = settings["data"] is not None and is_image_folder(settings["data"])
     try:
-        (x_train, y_train), (x_test, y_test) = datasets.load(
-            settings["dataset"], path=settings["data"]
-        )
+        if folder:
+            (x_train, y_train), (x_test, y_test) = datasets.load_image_folder(
+                settings["data"], split=("train", "test")
+            )
+            names = datasets.image_folder_class_names(settings["data"])
+        else:
+            (x_train, y_train), (x_test, y_test) = datasets.load(
+                settings["dataset"], path=settings["data"]
+            )
+            names = datasets.class_names(settings["dataset"])
     except (OSError, ValueError) as error:
+        if folder:
+            hint = (
+                " (the harness reads images at their stored size: write the folder at "
+                "one size, e.g. keras_poison.datasets.write_image_folder(x, y, DIR, "
+                "split=..., image_size=(224, 224)))"
+                if "image_size" in str(error) else ""
+            )
+            raise ExperimentError(
+                "Expected `data` to be an image folder DIR/<split>/<class>/<image> with "
+                f"train and test splits of one image size{hint}. Received: "
+                f"data={settings['data']!r} ({error})"
+            ) from error
         hint = "" if settings["data"] else " (offline, give a local .npz as `data`/--data)"
         raise ExperimentError(
             f"Expected `data` to load as the {settings['dataset']!r} data set{hint}. "
             f"Received: data={settings['data']!r} ({error})"
         ) from error
     num_classes = int(max(y_train.max(), y_test.max()) + 1)
-    names = datasets.class_names(settings["dataset"])
-    if len(names) != num_classes:
+    if folder:
+        num_classes = len(names)
+    elif len(names) != num_classes:
         names = [str(k) for k in range(num_classes)]
     scale = 255.0 if np.issubdtype(x_train.dtype, np.integer) else 1.0
     return {
@@ -620,9 +678,14 @@ def _headline(cell):
     parts = []
     if "alphas" in cell:
         for alpha, sub in cell["alphas"].items():
-            parts.append(f"α={alpha} CTT {sub['ctt']:+.3f} acc {sub['accuracy']:.3f}")
+            parts.append(
+                f"α={alpha} CTT {sub['ctt']:+.3f} acc {sub['accuracy']:.3f}"
+                + (f" top-5 {sub['top5_accuracy']:.3f}" if sub.get("top5_accuracy") is not None else "")
+            )
     else:
         parts.append(f"accuracy {cell['accuracy']:.3f}, macro-F1 {cell['macro_f1']:.3f}")
+        if cell.get("top5_accuracy") is not None:
+            parts.append(f"top-5 {cell['top5_accuracy']:.3f}")
         if cell.get("ctt") is not None:
             parts.append(f"CTT {cell['ctt']:+.3f}")
         if cell.get("victim_cft") is not None:
@@ -632,7 +695,7 @@ def _headline(cell):
 
 # Figures averaged over seeds in `summary` and the tables.
 SUMMARY_KEYS = (
-    "accuracy", "accuracy_last5", "macro_f1", "train_accuracy", "poisoned_fraction", "ctt", "test_error",
+    "accuracy", "top5_accuracy", "accuracy_last5", "macro_f1", "train_accuracy", "poisoned_fraction", "ctt", "test_error",
     "victim_cft", "max_non_victim_cft", "seconds",
 )
 

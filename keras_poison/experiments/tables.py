@@ -170,21 +170,30 @@ def _class_oriented_tables(results):
         r["seed"]: r["base_accuracy"] for records in rows.values() for r in records
         if isinstance(r.get("base_accuracy"), (int, float))
     }
+    # Top-5 beside top-1 where the model reports it (ResNet-50, paper Table 1).
+    base_top5 = {
+        r["seed"]: r["base_top5_accuracy"] for records in rows.values() for r in records
+        if isinstance(r.get("base_top5_accuracy"), (int, float))
+    }
+    top5 = any(_values(records, "top5_accuracy") for records in rows.values())
     lines = [
         "## Class-oriented poisoning (seed 003): fine-tuning a clean base model",
         "",
-        f"Base model test accuracy: {fmt(list(base.values()))}. CTT (eq. 9) and CFT (eq. 10) "
+        f"Base model test accuracy: {fmt(list(base.values()))}"
+        + (f" (top-5: {fmt(list(base_top5.values()))})" if base_top5 else "")
+        + ". CTT (eq. 9) and CFT (eq. 10) "
         "are changes against the base model's test predictions, in points; positive = "
         "harm.",
         "",
-        "| scenario | variant | test accuracy | test error | CTT | victim CFT "
-        "| max non-victim CFT | poisoned |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | variant | test accuracy | " + ("test top-5 accuracy | " if top5 else "")
+        + "test error | CTT | victim CFT | max non-victim CFT | poisoned |",
+        "|---|---|---|---|---|---|---|---|" + ("---|" if top5 else ""),
     ]
     for (name, variant), records in rows.items():
         lines.append(
             f"| {name} | {variant or '—'} | {fmt(_values(records, 'accuracy'))} "
-            f"| {fmt(_values(records, 'test_error'))} "
+            + (f"| {fmt(_values(records, 'top5_accuracy'))} " if top5 else "")
+            + f"| {fmt(_values(records, 'test_error'))} "
             f"| {fmt(_values(records, 'ctt'), signed=True)} "
             f"| {fmt(_values(records, 'victim_cft'), signed=True)} "
             f"| {fmt(_values(records, 'max_non_victim_cft'), signed=True)} "
