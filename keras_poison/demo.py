@@ -356,7 +356,7 @@ def _print_table(result, say):
         recovery = "— (under a point to win)" if row["recovery"] is None else f"{row['recovery']:.2f}"
         say(
             f"| {row['attack']} | {pct(row['poisoned'])} | {pct(row['clean_accuracy'])} → {attacked} | "
-            f"{100 * row['damage']:+.1f} pts | {_detection_text(row['detection'])} | "
+            f"{100 * row['damage']:.1f} pts | {_detection_text(row['detection'])} | "
             f"{row['defence']} | {defended} | {recovery} |"
         )
     say("")
