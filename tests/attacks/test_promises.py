@@ -119,10 +119,8 @@ def test_shuffle_after_the_attack_only_reorders(make_attack):
     np.testing.assert_array_equal(y_s, y_p[order])
 
 
-def test_mirrored_strategy_replicas_see_the_same_poisoned_set(make_attack):
-    devices = tf.config.list_logical_devices("CPU")
-    assert len(devices) >= 2, "conftest configures two logical CPUs"
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+def test_mirrored_strategy_replicas_see_the_same_poisoned_set(make_attack, two_cpu_strategy):
+    strategy = two_cpu_strategy
     attack = make_attack()
     x, y = make_data()
     x_p, y_p, _ = attack.poison(x, y)

@@ -288,9 +288,9 @@ def test_bootstrap_samples_depend_on_content_not_order(digits):
     assert not np.array_equal(np.sort(ensemble.bootstrap_indices(x, y, 0)), np.sort(drawn))
 
 
-def test_members_train_under_the_active_distribution_strategy(digits):
+def test_members_train_under_the_active_distribution_strategy(digits, two_cpu_strategy):
     x, y, x_test, y_test = digits
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy
     with strategy.scope():
         ensemble = PartitionEnsemble(build_dense, k=2, num_classes=NUM_CLASSES)
     assert all(m.distribute_strategy is strategy for m in ensemble.members)
