@@ -327,11 +327,19 @@ class PoisonMonitor(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if not self.armed:
             # Not silent: a user may take a quiet monitor for a clean run.
+            if self.start_from_epoch == AUTO:
+                why = (
+                    "the model started untrained and its per-class accuracy never "
+                    "settled (start_from_epoch='auto')"
+                )
+            else:
+                why = (
+                    f"start_from_epoch={self.start_from_epoch} is not less than the "
+                    f"{len(self.history) - 1} epochs trained"
+                )
             warnings.warn(
-                "PoisonMonitor never watched this run: the model started "
-                "untrained and its per-class accuracy never settled (start_from_epoch="
-                f"{self.start_from_epoch!r}), so no alarm could fire. Pass "
-                "start_from_epoch=<epochs> to watch it from then on.",
+                f"PoisonMonitor never watched this run: {why}, so no alarm could "
+                "fire. Pass a smaller start_from_epoch to watch it from then on.",
                 stacklevel=2,
             )
 

@@ -238,8 +238,12 @@ def test_a_run_from_scratch_that_never_settles_says_it_was_not_watched():
     model = _ScriptedModel(swinging)
     _drive(monitor, model, epochs=6)
     assert monitor.alarms == [] and monitor.armed_epoch is None
-    with pytest.warns(UserWarning, match="never watched this run"):
+    with pytest.warns(UserWarning, match="never watched this run: the model started untrained"):
         monitor.on_train_end()
+    late = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=5)
+    _drive(late, _ScriptedModel(swinging), epochs=3)
+    with pytest.warns(UserWarning, match="start_from_epoch=5 is not less than the 3 epochs"):
+        late.on_train_end()
 
 
 def test_config_rebuilds_an_equal_monitor(trusted):
