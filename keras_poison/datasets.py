@@ -590,13 +590,27 @@ def write_image_folder(
         raise ValueError(
             f"Expected `split` to be a folder name such as 'train'. Received: split={split!r}"
         )
-    class_names = _folder_class_names(y, class_names)
+    split_dir = os.path.join(os.fspath(path), split)
+    others = _other_splits_class_names(os.fspath(path), split)
+    class_names = _folder_class_names(y, class_names, others)
+    # Readers number the class folders of all splits together, in sorted
+    # order: this split's names and the other splits' must agree, or the
+    # labels of both would come back shifted.
+    shorter, longer = sorted((class_names, others), key=len)
+    if others and longer[: len(shorter)] != shorter:
+        raise ValueError(
+            f"Expected the class folders of split {split!r} to agree with those "
+            f"already under `path`={os.fspath(path)!r}: readers number the class "
+            "folders of all splits together, in sorted order, so these would come "
+            f"back with other labels. Received: class names {class_names[:12]} for "
+            f"this split; the other splits have {others[:12]}. Pass the same "
+            "`class_names` for every split"
+        )
     if image_size is not None:
         image_size = _check_image_size(image_size)
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"Expected `batch_size` >= 1. Received: batch_size={batch_size}")
-    split_dir = os.path.join(os.fspath(path), split)
     if os.path.isdir(split_dir) and any(
         files for _, _, files in os.walk(split_dir)
     ):
@@ -621,10 +635,27 @@ def write_image_folder(
     return split_dir
 
 
-def _folder_class_names(y, class_names):
+def _other_splits_class_names(path, split):
+    """Sorted class folder names of the splits under `path` other than `split`."""
+    if not os.path.isdir(path):
+        return []
+    names = set()
+    for other in _subfolders(path):
+        if other != split:
+            names.update(_subfolders(os.path.join(path, other)))
+    return sorted(names)
+
+
+def _folder_class_names(y, class_names, others=()):
     if class_names is None:
         count = int(y.max()) + 1 if len(y) else 1
         width = len(str(count - 1))
+        # Numbered folders already written for another split: number this
+        # split's the same way (a test split without the classes past 9 must
+        # not write "0".."9" beside the train split's "00".."10").
+        widths = {len(name) for name in others if name.isdigit()}
+        if others and len(widths) == 1 and all(n.isdigit() for n in others):
+            width = max(width, widths.pop())
         return [f"{k:0{width}d}" for k in range(count)]
     class_names = [str(name) for name in class_names]
     bad = [n for n in class_names if not n or os.sep in n or n in (".", "..")]
@@ -759,6 +790,21 @@ def _image_folder(path, splits, image_size, channels):
         if not isinstance(s, str):
             raise ValueError(f"Expected split names. Received: split={splits!r}")
     _check_splits(path, splits)
+    if channels == 4:
+        # JPEG has no alpha: TensorFlow's decoder would stop the stream with
+        # "JPEG does not support 4 channels" from inside tf.data.
+        for s in splits:
+            for c in _subfolders(os.path.join(path, s)):
+                jpegs = [
+                    f for f in _images_in(os.path.join(path, s, c))
+                    if f.lower().endswith((".jpg", ".jpeg"))
+                ]
+                if jpegs:
+                    raise ValueError(
+                        "Expected `channels` 1 or 3 for a folder holding JPEGs "
+                        "(JPEG has no alpha channel; `channels=4` is for PNGs). "
+                        f"Received: channels=4 and {os.path.join(s, c, jpegs[0])!r}"
+                    )
     import tensorflow_datasets as tfds
 
     builder = tfds.folder_dataset.ImageFolder(path, shape=(None, None, channels))

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import default_value_range
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_class
 from keras_poison._validation import validate_int
@@ -272,6 +273,21 @@ class DirectGradientPoison(ClassOrientedPoison):
                 "Expected images of the shape of `normal_data`, "
                 f"{tuple(self._normal_x.shape[1:])}. Received: images of shape "
                 f"{tuple(x.shape[1:])}"
+            )
+        if self.value_range is None and default_value_range(
+            x.dtype
+        ) != default_value_range(self._normal_dtype):
+            # Without `value_range` each side's range comes from its dtype:
+            # uint8 seeds in [0, 255] beside float normal images in [0, 1]
+            # would be crafted on two scales (the normal set passing the
+            # seeds' wider range check), a silent mismatch.
+            raise ValueError(
+                "Expected seed images of the dtype family of `normal_data` "
+                f"({self._normal_dtype}, value range "
+                f"{default_value_range(self._normal_dtype)}), or an explicit "
+                "`value_range`. Received: images of dtype "
+                f"{x.dtype} (value range {default_value_range(x.dtype)}); "
+                "convert one to the other's scale or pass `value_range`"
             )
 
     # ------------------------------------------------------------------

@@ -401,7 +401,8 @@ class _VotingEnsemble(keras.Model):
         Args:
             x: training images, a NumPy array (`PartitionEnsemble` also
                 takes an unbatched `tf.data.Dataset` of `(x, y)` or
-                `(x, y, sample_weight)`).
+                `(x, y, sample_weight)`, which members read in its own
+                order, unshuffled: shuffle it upstream).
             y: labels, sparse or one-hot as the members' loss expects;
                 `None` with a dataset.
             batch_size: int, the members' batch size. Defaults to `None`
@@ -547,9 +548,13 @@ class PartitionEnsemble(_VotingEnsemble):
     (`keras_poison.fingerprints`, the label held fixed). The part of an
     example depends on nothing but its image: not its position, not its
     label, not on what else is in the training set. Member `j` is built by
-    `build_model` and trained on part `j` only, in an order fixed by the
-    examples' content (so the same part in another order trains the same
-    member). The ensemble predicts the plurality vote of the members, ties
+    `build_model` and trained on part `j` only; from NumPy arrays, in an
+    order fixed by the examples' content (so the same part in another order
+    trains the same member, Keras' `shuffle` then keyed by `seed`). From a
+    `tf.data.Dataset`, a member sees its part in the stream's order, every
+    epoch alike (Keras does not shuffle datasets): shuffle the stream
+    upstream (`ds.shuffle(n, seed=...)`), above all a stream sorted by
+    class, such as one read class folder after class folder. The ensemble predicts the plurality vote of the members, ties
     going to the smaller class index.
 
     An attacker who inserts, deletes or relabels an example changes one
