@@ -51,8 +51,12 @@ _ORDER_CHANGING = {
     "_GroupByWindowDataset": "group_by_window / bucket_by_sequence_length",
     "_GroupByReducerDataset": "group_by_reducer",
     "_RejectionResampleDataset": "rejection_resample",
-    "_DataServiceDataset": "tf.data.experimental.service.distribute",
     "_RandomDataset": "Dataset.random",
+}
+# Matched by prefix, since tf.data renames these with each version of the op
+# (`_DataServiceDatasetV2` in TF 2.21, from `distribute` and `from_dataset_id`).
+_ORDER_CHANGING_PREFIXES = {
+    "_DataServiceDataset": "tf.data.experimental.service.distribute",
 }
 # Ops that build datasets in a function, and the graph ops (by prefix) that
 # give the examples a random order in what those functions build.
@@ -394,11 +398,129 @@ def _decide_batched(candidates, y_spec, dataset, caller):
     )
 
 
+def _prefixed(name, prefixes):
+    """The user-facing name of the first prefix `name` starts with, or `None`."""
+    for prefix, user_name in prefixes.items():
+        if name.startswith(prefix):
+            return user_name
+    return None
+
+
+# The attribute by which `as_one_split` marks its dataset with the pipeline it reads.
+_WHOLE = "_keras_poison_whole"
+
+
+def _inputs(node):
+    """What a dataset reads: tf.data's record, or the pipeline inside `as_one_split`."""
+    whole = getattr(node, _WHOLE, None)
+    if whole is not None:
+        return [whole]
+    return node._inputs()  # tf.data's record of what a dataset reads
+
+
+def as_one_split(pipeline, unbatch=False, cardinality=None):
+    """`pipeline` as one piece that tf.data service's dynamic sharding cannot divide.
+
+    Position-keyed transforms (the attacks, `Sanitize(key="index")`) count the
+    examples they see. Under `tf.data.experimental.service.distribute` with
+    `processing_mode="distributed_epoch"` (`ShardingPolicy.DYNAMIC`) the
+    dispatcher divides each *source* of the pipeline it is given into splits
+    (one per row of `from_tensor_slices`, per file, per value of `range`) and
+    hands them to whichever worker asks first, while `enumerate` replicates
+    its own `range` on every worker. A worker's count then says nothing about
+    which example it holds: a running batch offset starts at 0 on each worker,
+    and `enumerate`'s indices are paired with whatever rows the worker was
+    handed. The dispatcher makes splits from the datasets tf.data records as a
+    dataset's inputs, never from a dataset captured by a function, so here the
+    pipeline is read by `flat_map` from a one-element source: there is one
+    split to hand out, one worker runs the whole pipeline in its own order, and
+    the stream is exactly the one without the service (the other workers have
+    nothing to give). `parallel_epochs` and static sharding never divide
+    sources (they run the whole pipeline and shard what comes out), so they
+    are unchanged.
+
+    tf.data applies its static optimizations (`map_parallelization`,
+    `parallel_batch`, `inject_prefetch`, ...) to the pipeline an iterator is
+    made of, not to datasets inside functions, so the pipeline is finalized
+    here with its own options (without it, a user's sequential `map` upstream
+    is no longer parallelized: 2x slower, measured). `flat_map` forgets the
+    cardinality and the `tf.data.Options`; both are kept. `assert_cardinality` cannot restore the cardinality, since it would
+    fail on the workers left with nothing; instead the stream is read with
+    `take(n)` from `choose_from_datasets` that always chooses the pipeline
+    and stops when it ends (`stop_on_empty_dataset=True`), next to an
+    infinite dataset that is never read: infinite cardinality, then `n`.
+    tf.data itself replicates the choice dataset on every worker. These cost
+    one step per element of `pipeline` (a block or a batch: unbatch here to
+    keep them off each example). This module's walks (`upstream`,
+    `pipeline_batching`, `batching_source`) see the pipeline inside.
+
+    Args:
+        pipeline: a `tf.data.Dataset` of dense tensors.
+        unbatch: bool, whether to unbatch the elements of `pipeline`.
+        cardinality: the number of elements of the result, or `None`: the
+            cardinality of `pipeline`, or unknown if `unbatch`.
+
+    Returns:
+        A `tf.data.Dataset` with the elements of `pipeline` (unbatched if
+        asked), in its order, with the cardinality and options.
+    """
+    # tf.data optimizes a pipeline (parallel maps, fused batches, prefetch)
+    # when an iterator is made of it, never inside a function: done here.
+    finalized = tf.data.experimental.from_variant(
+        tf.raw_ops.FinalizeDataset(
+            input_dataset=pipeline._variant_tensor,
+            output_types=pipeline._flat_types,
+            output_shapes=pipeline._flat_shapes,
+        ),
+        pipeline.element_spec,
+    )
+    whole = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).flat_map(
+        lambda _: finalized
+    )
+    result = _mark(whole, pipeline)
+    if cardinality is None and not unbatch:
+        cardinality = int(pipeline.cardinality())
+    if cardinality is not None and (
+        cardinality >= 0 or cardinality == tf.data.INFINITE_CARDINALITY
+    ):
+        spec = pipeline.element_spec
+        never = tf.data.Dataset.random(seed=0).map(
+            lambda _: tf.nest.map_structure(_never_read, spec)
+        )
+        chosen = tf.data.Dataset.choose_from_datasets(
+            [whole, never], tf.data.Dataset.range(1).repeat(), stop_on_empty_dataset=True
+        )
+        result = _mark(chosen, result)
+    if unbatch:
+        result = _mark(result.unbatch(), result)
+    if cardinality is not None and cardinality >= 0:
+        result = _mark(result.take(cardinality), result)
+    # `options()` in graph mode warns and gives the value known at build time.
+    options = pipeline.options() if tf.executing_eagerly() else pipeline._options_attr
+    if options != tf.data.Options():
+        result = _mark(result.with_options(options), result)
+    return result
+
+
+def _mark(node, inner):
+    """Marks a dataset made by `as_one_split` with the one it reads."""
+    setattr(node, _WHOLE, inner)
+    return node
+
+
+def _never_read(spec):
+    """A value of `spec` (for a dataset that is never read)."""
+    if spec.shape.rank is None:
+        return tf.zeros([], spec.dtype)
+    return tf.zeros([0 if d is None else d for d in spec.shape], spec.dtype)
+
+
 def upstream(dataset):
     """The datasets of a pipeline, from `dataset` back to its sources.
 
     Walks tf.data's own record of each dataset's inputs (what the dataset
-    was built from); functions passed to `map`/`flat_map` are not entered.
+    was built from), and into `as_one_split`; functions passed to
+    `map`/`flat_map` are not entered.
     """
     seen, order, stack = set(), [], [dataset]
     while stack:
@@ -408,7 +530,7 @@ def upstream(dataset):
         seen.add(id(node))
         order.append(node)
         try:
-            inputs = node._inputs()  # tf.data's record of what a dataset reads
+            inputs = _inputs(node)
         except Exception:  # a dataset type that keeps no record
             inputs = []
         stack.extend(inputs)
@@ -430,9 +552,9 @@ def pipeline_batching(dataset):
             return True
         if name == "_UnbatchDataset" or name in _ROW_SOURCES:
             return False
-        if name not in _PASS_THROUGH:
+        if name not in _PASS_THROUGH and not hasattr(node, _WHOLE):
             return None
-        inputs = node._inputs()
+        inputs = _inputs(node)
         if len(inputs) != 1:
             return None
         node = inputs[0]
@@ -489,9 +611,9 @@ def batching_source(dataset):
             "_MapDataset", "_ParallelMapDataset", "_PrefetchDataset", "_ScanDataset",
             "CacheDataset", "_CacheDataset", "_MemoryCacheDataset",
             "_OptionsDataset", "_AssertCardinalityDataset", "_ModelDataset",
-        ):
+        ) and not hasattr(node, _WHOLE):
             return None
-        inputs = node._inputs()
+        inputs = _inputs(node)
         if len(inputs) != 1:
             return None
         node = inputs[0]
@@ -518,10 +640,14 @@ def order_changes(dataset):
     nodes = upstream(dataset)
     for node in nodes:
         name = type(node).__name__
+        if hasattr(node, _WHOLE):
+            continue  # made by `as_one_split`; what it reads is walked
         if name == "_ShardDataset" and _constant(getattr(node, "_num_shards", None)) == 1:
             continue  # shard(1, 0) keeps every example
         if name in _ORDER_CHANGING:
             found.append(_ORDER_CHANGING[name])
+        elif _prefixed(name, _ORDER_CHANGING_PREFIXES):
+            found.append(_prefixed(name, _ORDER_CHANGING_PREFIXES))
         elif name == "_RepeatDataset":
             count = _constant(getattr(node, "_count", None))
             if count != 1:

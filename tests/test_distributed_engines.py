@@ -18,9 +18,11 @@ real on localhost inside these tests:
     produced once: a consumer reads `attack.poison(x, y)` exactly.
   - dynamic sharding (`ShardingPolicy.DYNAMIC`,
     `processing_mode="distributed_epoch"`): the dispatcher hands out pieces
-    of the *source* to whichever worker asks, so the attack on a worker no
-    longer sees the examples' positions. That is broken today (see the
-    `xfail` regression tests at the end of this file).
+    of the pipeline's *sources* to whichever worker asks. A position-keyed
+    transform keeps its pipeline in one piece (`streams.as_one_split`), so
+    one worker produces the whole poisoned epoch and the consumer reads
+    `attack.poison(x, y)` exactly (tests at the end of this file); placed
+    after `distribute`, it is refused.
 
 * **MultiWorkerMirroredStrategy**: two worker processes (`TF_CONFIG`, CPU
   only, free localhost ports) run `tests/distributed_worker.py`: the attacks
@@ -415,102 +417,187 @@ def test_multiworker_supplanter_poison_gives_the_one_device_poisoned_set(multiwo
 
 
 # ----------------------------------------------------------------------
-# Silent wrong results found here (issue 18 §3): each must become the same
-# answer or a clear error. A clear error is raised at build time or before
-# the first element, and names the attack. xfail(strict=True): when the
-# library is fixed these pass, and the marker must go.
+# tf.data service, dynamic sharding (issue 18 §3, three silent wrong results
+# now fixed): `processing_mode="distributed_epoch"` divides every *source* of
+# the pipeline between the workers, so a position-keyed transform (the
+# attacks, `Sanitize(key="index")`) placed before `distribute` keeps its
+# pipeline in one split (`streams.as_one_split`) and gives the exact set; one
+# placed after `distribute` is refused at build time. Each outcome must be
+# the exact set, or a clear error (naming the transform) raised before any
+# element is delivered.
 
 
 # Larger data, read twice: with a couple of hundred examples one worker
-# sometimes takes every split and the wrong result happens to be right.
+# sometimes takes every split and a wrong result happens to be right.
 N_LARGE = 2000
 RUNS = 2
 
 
-def _outcome(build, want, attack):
+def _outcome(build, want, transform):
     """'exact', 'clear error', or what went wrong, over `RUNS` reads."""
     for _ in range(RUNS):
-        outcome = _one_outcome(build, want, attack)
+        outcome = _one_outcome(build, want, transform)
         if outcome not in ("exact", "clear error"):
             return outcome
     return outcome
 
 
-def _one_outcome(build, want, attack):
+def _one_outcome(build, want, transform, parts=3):
     """'exact', 'wrong', 'clear error', or 'late error' (after elements were read)."""
+    name = type(transform).__name__
     try:
         ds = build()
     except Exception as error:
-        return "clear error" if type(attack).__name__ in str(error) else f"unclear error: {error}"
+        return "clear error" if name in str(error) else f"unclear error: {error}"
     batches = []
     try:
         for batch in ds.as_numpy_iterator():
             batches.append(batch)
     except Exception as error:
-        if not batches and type(attack).__name__ in str(error):
+        if not batches and name in str(error):
             return "clear error"
         return f"late error after {len(batches)} batches: {str(error)[-200:]}"
-    got = multiset(*(np.concatenate([b[i] for b in batches]) for i in range(3)))
+    got = multiset(*(np.concatenate([b[i] for b in batches]) for i in range(parts)))
     return "exact" if got == want else "wrong"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SILENT WRONG RESULT (issue 18 §3): an attack after tf.data service's "
-    "`distribute` is not refused: streams.py lists `_DataServiceDataset` but TF "
-    "2.21's class is `_DataServiceDatasetV2`; with num_examples=n the attack keys "
-    "on the order the workers' elements arrive in.",
-)
+def pairs(x, y):
+    """The multiset of `(image bytes, label, True)`: a stream without a mask."""
+    return multiset(x, y, np.ones(len(y), bool))
+
+
+def with_flag(ds):
+    return ds.map(lambda x, y: (x, y, tf.ones_like(y, tf.bool)))
+
+
+@pytest.mark.parametrize("mode", ["distributed_epoch", "parallel_epochs"])
 @pytest.mark.parametrize("num_examples", [N_LARGE, "count"])
-def test_regression_attack_after_service_distribute_is_refused(cluster, num_examples):
+def test_attack_after_service_distribute_is_refused(cluster, num_examples, mode):
+    # The workers' elements arrive in an order of their own (and, with
+    # parallel_epochs, once per worker): positions name no example. TF 2.21's
+    # class is `_DataServiceDatasetV2` (it was refused under no name before).
     x, y = make_data(N_LARGE)
     attack = ATTACKS["random_flip"]()
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).apply(distribute(mode, cluster))
+    with pytest.raises(
+        ValueError, match="RandomFlip.*`tf.data.experimental.service.distribute`.*Apply the attack first"
+    ):
+        attack.transform(ds, num_examples=num_examples, with_mask=True)
+
+
+def test_attack_after_service_from_dataset_id_is_refused(cluster):
+    x, y = make_data()
+    source = tf.data.Dataset.from_tensor_slices((x, y))
+    dataset_id = service.register_dataset(cluster, source)
+    ds = service.from_dataset_id(
+        "distributed_epoch", cluster, dataset_id, element_spec=source.element_spec
+    )
+    with pytest.raises(ValueError, match="TargetedFlip.*tf.data.experimental.service"):
+        ATTACKS["targeted_flip"]().transform(ds, num_examples=N)
+
+
+@pytest.mark.parametrize("layout", ["examples", "batches"])
+@pytest.mark.parametrize("name", ["random_flip", "class_pattern"])
+def test_attack_before_distributed_epoch_yields_the_poisoned_set_exactly(cluster, name, layout):
+    # Before the fix: on batches, each worker's running offset started at 0
+    # (287 of 2,000 examples wrongly poisoned, silently); on examples,
+    # `enumerate`'s indices were paired with other workers' rows, then
+    # "expected to contain 2000 elements but contained only 981".
+    x, y = make_data(N_LARGE)
+    attack = ATTACKS[name]()
 
     def build():
         ds = tf.data.Dataset.from_tensor_slices((x, y))
-        ds = ds.apply(distribute(ShardingPolicy.DYNAMIC, cluster))
-        return attack.transform(ds, num_examples=num_examples, with_mask=True).batch(BATCH)
+        if layout == "examples":
+            ds = attack.transform(ds, with_mask=True).batch(BATCH)
+        else:
+            ds = attack.transform(ds.batch(BATCH), num_examples=N_LARGE, with_mask=True)
+        return ds.apply(distribute("distributed_epoch", cluster))
 
-    outcome = _outcome(build, expected(attack, x, y), attack)
-    assert outcome in ("exact", "clear error"), outcome
+    assert _outcome(build, expected(attack, x, y), attack) == "exact"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SILENT WRONG RESULT (issue 18 §3): an attack on batches, placed before "
-    "`distribute(processing_mode='distributed_epoch')` as documented, gives each "
-    "worker's batches offsets counted from 0 on that worker: the wrong examples "
-    "are poisoned, with no error.",
-)
-def test_regression_batched_attack_before_distributed_epoch_is_exact_or_refused(cluster):
+def test_attack_with_repeat_before_distributed_epoch_yields_whole_poisoned_epochs(cluster):
+    # `repeat` after the attack: each epoch is one split, so whichever worker
+    # takes it produces that whole epoch, exactly.
     x, y = make_data(N_LARGE)
     attack = ATTACKS["random_flip"]()
 
     def build():
-        batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH)
-        ds = attack.transform(batches, num_examples=N_LARGE, with_mask=True)
-        return ds.apply(distribute("distributed_epoch", cluster))
+        ds = attack.transform(tf.data.Dataset.from_tensor_slices((x, y)), with_mask=True)
+        return ds.shuffle(500, seed=0).batch(BATCH).repeat(3).apply(
+            distribute("distributed_epoch", cluster)
+        )
 
-    outcome = _outcome(build, expected(attack, x, y), attack)
-    assert outcome in ("exact", "clear error"), outcome
+    assert _outcome(build, expected(attack, x, y, copies=3), attack) == "exact"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LATE UNCLEAR ERROR (issue 18 §3): an attack on examples before "
-    "`distribute(processing_mode='distributed_epoch')`: the service splits the "
-    "attack's `enumerate` index and the data separately, so indices and examples "
-    "are mismatched; wrongly poisoned batches are delivered before tf.data's "
-    "assert_cardinality fails ('expected to contain 2000 elements but contained "
-    "only ...'), which does not name the attack or say what to change.",
-)
-def test_regression_attack_before_distributed_epoch_is_exact_or_refused(cluster):
+def test_stream_through_one_split_keeps_cardinality_and_layout():
+    # What `as_one_split` must not change for a pipeline without the service.
+    x, y = make_data()
+    attack = ATTACKS["class_pattern"]()
+    source = tf.data.Dataset.from_tensor_slices((x, y))
+    examples = attack.transform(source, with_mask=True)
+    batches = attack.transform(source.batch(BATCH), with_mask=True)
+    assert int(examples.cardinality()) == N
+    assert int(batches.cardinality()) == -(-N // BATCH)
+    assert examples.element_spec == (
+        tf.TensorSpec((4, 4, 3), tf.uint8), tf.TensorSpec((), tf.int64), tf.TensorSpec((), tf.bool)
+    )
+    assert kp.streams.pipeline_batching(examples) is False
+    assert kp.streams.batching_source(batches) == kp.streams.BatchingSource(N, BATCH, False)
+    assert kp.streams.order_changes(examples.shuffle(10)) == ["shuffle"]
+    # The walk goes inside: Sanitize(action="drop") filters, as before.
+    assert kp.streams.order_changes(kp.Sanitize(_report(N))(source)) == ["filter"]
+
+
+def _report(n, seed=5):
+    rng = np.random.default_rng(seed)
+    flagged = rng.random(n) < 0.1
+    return kp.DetectionReport(
+        scores=flagged.astype(float),
+        flagged=flagged,
+        suggested_labels=rng.integers(0, NUM_CLASSES, n),
+    )
+
+
+@pytest.mark.parametrize("layout", ["examples", "batches"])
+@pytest.mark.parametrize("action", ["drop", "relabel"])
+def test_index_sanitize_before_distributed_epoch_yields_the_sanitized_set(cluster, action, layout):
     x, y = make_data(N_LARGE)
-    attack = ATTACKS["random_flip"]()
+    sanitize = kp.Sanitize(_report(N_LARGE), action=action)
 
     def build():
-        ds = poisoned_stream(attack, x, y, "examples")
-        return ds.apply(distribute("distributed_epoch", cluster))
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = sanitize(ds).batch(BATCH) if layout == "examples" else sanitize(ds.batch(BATCH))
+        return with_flag(ds).apply(distribute("distributed_epoch", cluster))
 
-    outcome = _outcome(build, expected(attack, x, y), attack)
-    assert outcome in ("exact", "clear error"), outcome
+    assert _outcome(build, pairs(*sanitize.apply(x, y)), sanitize) == "exact"
+
+
+def test_index_sanitize_after_service_distribute_is_refused(cluster):
+    x, y = make_data(N_LARGE)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).apply(distribute("distributed_epoch", cluster))
+    with pytest.raises(ValueError, match="Sanitize keys.*tf.data.experimental.service.distribute.*key='content'"):
+        kp.Sanitize(_report(N_LARGE)).transform(ds)
+
+
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_content_sanitize_and_pattern_removal_work_on_either_side_of_distributed_epoch(
+    cluster, place
+):
+    # Keyed on content, or the same for every example: no position to keep.
+    x, y = make_data(N_LARGE)
+    sanitize = kp.Sanitize(_report(N_LARGE).with_content_keys(x, y), action="relabel", key="content")
+    removal = kp.ClassPatternRemoval(NUM_CLASSES).fit(x, y)
+
+    def build(transform):
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if place == "before":
+            ds = ds.apply(transform).batch(BATCH).apply(distribute("distributed_epoch", cluster))
+        else:
+            ds = ds.batch(BATCH).apply(distribute("distributed_epoch", cluster)).apply(transform)
+        return with_flag(ds)
+
+    assert _outcome(lambda: build(sanitize), pairs(*sanitize.apply(x, y)), sanitize) == "exact"
+    assert _outcome(lambda: build(removal), pairs(*removal.remove(x, y)), removal) == "exact"

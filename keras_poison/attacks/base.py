@@ -300,21 +300,23 @@ class PoisoningAttack(abc.ABC):
             out = block_layout.join(x_new, y_new, rest)
             return (*out, mask) if with_mask else out
 
+        # Positions are counted by the pipeline itself (`enumerate`, a running
+        # offset), so it must run whole, in its order: `as_one_split` keeps
+        # tf.data service's `distributed_epoch` from dividing it between workers.
         if layout.batched:
-            return self._transform_batches(dataset, poison)
+            return streams.as_one_split(self._transform_batches(dataset, poison))
 
         cardinality = int(dataset.cardinality())
 
-        poisoned = (
+        blocks = (
             dataset.enumerate()
             .batch(_BLOCK_SIZE)
             .map(poison, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .unbatch()
         )
-        if cardinality >= 0:
-            # `unbatch` forgets the size; the attack never changes it.
-            poisoned = poisoned.apply(tf.data.experimental.assert_cardinality(cardinality))
-        return poisoned
+        # `unbatch` forgets the size; the attack never changes it.
+        return streams.as_one_split(
+            blocks, unbatch=True, cardinality=cardinality if cardinality >= 0 else None
+        )
 
     def _resolve_size(self, dataset, layout, num_examples):
         """`(size, source)`: the data set's size as an int (or `None` for

@@ -300,7 +300,7 @@ class Sanitize:
                     )
                 return offset + size, element
 
-            return dataset.scan(tf.constant(0, tf.int64), act_on_batch)
+            return self._whole(dataset.scan(tf.constant(0, tf.int64), act_on_batch))
 
         def act_on_example(index, element):
             element = tf.nest.map_structure(lambda part: part[None], element)
@@ -311,10 +311,16 @@ class Sanitize:
             act_on_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
         if self.action == "drop":
-            return indexed.filter(lambda element, keep: keep).map(
-                lambda element, keep: element
+            return self._whole(
+                indexed.filter(lambda element, keep: keep).map(lambda element, keep: element)
             )
-        return indexed.map(lambda element, keep: element)
+        return self._whole(indexed.map(lambda element, keep: element))
+
+    def _whole(self, sanitized):
+        """With key="index" positions are counted in the pipeline, so it must
+        run whole: `as_one_split` keeps tf.data service's `distributed_epoch`
+        from dividing it between workers. Content keys need no positions."""
+        return streams.as_one_split(sanitized) if self.key == "index" else sanitized
 
     def get_config(self):
         return {"action": self.action, "key": self.key}
