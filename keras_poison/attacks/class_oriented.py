@@ -135,6 +135,10 @@ class ClassOrientedPoison(abc.ABC):
     def _plan(self, seed_labels):
         """`(target_class, ascend, poison_label)` arrays for the seeds."""
 
+    def _step_size(self):
+        """`(argument name, value)` of the per-step change of a pixel."""
+        return "epsilon", self.epsilon
+
     def _check_seed_labels(self, seed_labels):
         """Raises if these seeds cannot be crafted by this attack."""
 
@@ -217,6 +221,16 @@ class ClassOrientedPoison(abc.ABC):
                 f"Expected seed images inside value_range=({low}, {high}). "
                 f"Received: values from {x.min()} to {x.max()}. Pass the "
                 "images' valid range as `value_range`."
+            )
+        name, step = self._step_size()
+        if np.issubdtype(x.dtype, np.integer) and step < 1:
+            # Every step would round away: the "poisons" would be the seeds.
+            raise ValueError(
+                f"Expected `{name}` of at least one grey level for {x.dtype} images "
+                f"(value_range=({low}, {high})). Received: {name}={step:g}, which "
+                "rounds to no change. Give it in the images' units (e.g. "
+                f"{name}={step * 255:g} for {step:g} of [0, 1]) or pass float images "
+                "scaled to [0, 1]."
             )
         self._check_seed_labels(labels)
         target, ascend, poison_labels = self._plan(labels)

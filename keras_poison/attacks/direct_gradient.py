@@ -339,6 +339,9 @@ class DirectGradientPoison(ClassOrientedPoison):
         self._check_shape(x)
         return super().craft(x, y, indices=indices, model=model)
 
+    def _step_size(self):
+        return "gamma", self.gamma
+
     def _crafter(self, model, value_range):
         model = self.model if model is None else model
         key = (id(model), value_range)

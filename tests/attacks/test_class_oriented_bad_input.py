@@ -161,3 +161,23 @@ def test_explicit_default_rate_with_count_is_still_rejected(model, attack):
         attack(model, *args, rate=rate, count=2)
     assert attack(model, *args, count=2).rate is None
     assert attack(model, *args).rate == rate
+
+
+def test_regression_a_sub_grey_level_step_on_integer_images_is_refused():
+    # epsilon=0.3 on uint8 images rounded every step away: the "poisons" were
+    # the seeds relabelled, with no warning.
+    import keras
+
+    from keras_poison import DirectGradientPoison, SupplanterPoison
+
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 1)).astype("uint8")
+    y = np.array([1, 2, 1, 2, 1, 2])
+    with pytest.raises(ValueError, match=r"`epsilon` of at least one grey level .*epsilon=76.5"):
+        SupplanterPoison(model, supplanter=0, epsilon=0.3, from_logits=True).poison(x, y)
+    normal = (x[:3], y[:3])
+    with pytest.raises(ValueError, match="`gamma` of at least one grey level"):
+        DirectGradientPoison(model, normal_data=normal, from_logits=True).poison(x, y)
+    # In grey levels it crafts, and moves pixels.
+    poisons = SupplanterPoison(model, supplanter=0, epsilon=8, steps=2, from_logits=True).craft(x, y)
+    assert np.abs(poisons.images.astype(int) - x).max() > 0
