@@ -258,6 +258,7 @@ def run(
             "attacked_ctt": attacked_ctt,
             "detection": {
                 "PoisonMonitor": {
+                    "watched": monitor.armed_epoch is not None,
                     "first_alarm_epoch": None if first_alarm is None else first_alarm["epoch"] + 1,
                     "signature": None if first_alarm is None else first_alarm["kind"],
                     "class": None if first_alarm is None else first_alarm["class"],
@@ -331,6 +332,9 @@ def _detection_text(detection):
             parts.append(
                 f"{name} P {scores['precision']:.2f} R {scores['recall']:.2f} F1 {scores['f1']:.2f}"
             )
+        elif not scores["watched"]:
+            # The clean model was too weak to count as trained (e.g. few --epochs).
+            parts.append(f"{name}: not watched (the model to fine-tune is not trained enough)")
         elif scores["first_alarm_epoch"] is None:
             parts.append(f"{name}: no alarm")
         else:
@@ -394,9 +398,15 @@ def _plot(result, path):
     for x, row in zip(positions, rows):
         detection = row["detection"]
         first = next(iter(detection.values()))
-        note = f"F1 {first['f1']:.2f}" if "f1" in first else (
-            "no alarm" if first["first_alarm_epoch"] is None else f"alarm ep {first['first_alarm_epoch']}"
-        )
+        if "f1" in first:
+            note = f"F1 {first['f1']:.2f}"
+        elif not first["watched"]:
+            note = "not watched"
+        elif first["first_alarm_epoch"] is None:
+            note = "no alarm"
+        else:
+            note = f"alarm ep {first['first_alarm_epoch']}"
+
         recovery = "—" if row["recovery"] is None else f"{row['recovery']:.2f}"
         axis.text(x, 101, f"{note}, recovery {recovery}", ha="center", va="bottom", fontsize=8)
     axis.set_xticks(positions, labels, fontsize=8)
