@@ -25,6 +25,9 @@ Every transform of the library that acts on a user's stream (the attacks,
   walking the pipeline, and raises with a message that says where to move
   the transform. Shuffling inside a Python generator, or files read in an
   order that changes between runs, happen outside tf.data and cannot be seen.
+  Downstream, the transform's own pipeline is kept in one piece
+  (`as_one_split`), so that tf.data service's `distributed_epoch`, which
+  divides a pipeline's sources between workers, runs it whole on one worker.
 
 `StreamLayout.split` and `StreamLayout.join` take an element apart into
 `(images, labels, rest)` and put it back, so a transform touches only the
@@ -444,14 +447,15 @@ def as_one_split(pipeline, unbatch=False, cardinality=None):
     made of, not to datasets inside functions, so the pipeline is finalized
     here with its own options (without it, a user's sequential `map` upstream
     is no longer parallelized: 2x slower, measured). `flat_map` forgets the
-    cardinality and the `tf.data.Options`; both are kept. `assert_cardinality` cannot restore the cardinality, since it would
+    cardinality and the `tf.data.Options`; both are kept.
+    `assert_cardinality` cannot restore the cardinality, since it would
     fail on the workers left with nothing; instead the stream is read with
     `take(n)` from `choose_from_datasets` that always chooses the pipeline
     and stops when it ends (`stop_on_empty_dataset=True`), next to an
     infinite dataset that is never read: infinite cardinality, then `n`.
     tf.data itself replicates the choice dataset on every worker. These cost
-    one step per element of `pipeline` (a block or a batch: unbatch here to
-    keep them off each example). This module's walks (`upstream`,
+    a few steps and a `map` per element of `pipeline` (a block or a batch:
+    unbatch here to keep them off each example). This module's walks (`upstream`,
     `pipeline_batching`, `batching_source`) see the pipeline inside.
 
     Args:
@@ -490,13 +494,23 @@ def as_one_split(pipeline, unbatch=False, cardinality=None):
         chosen = tf.data.Dataset.choose_from_datasets(
             [whole, never], tf.data.Dataset.range(1).repeat(), stop_on_empty_dataset=True
         )
+        # The op behind `choose_from_datasets` (of two or more datasets) tells
+        # the ops after it no shapes, and a `concatenate` downstream then fails
+        # ("Incompatible shapes at component 0", TF 2.21, also with
+        # `sample_from_datasets`); a `map` that is not a no-op restates them.
+        chosen = chosen.map(
+            lambda *parts: tf.nest.map_structure(
+                lambda part, part_spec: tf.ensure_shape(part, part_spec.shape),
+                parts if isinstance(spec, tuple) else parts[0],
+                spec,
+            )
+        )
         result = _mark(chosen, result)
     if unbatch:
         result = _mark(result.unbatch(), result)
     if cardinality is not None and cardinality >= 0:
         result = _mark(result.take(cardinality), result)
-    # `options()` in graph mode warns and gives the value known at build time.
-    options = pipeline.options() if tf.executing_eagerly() else pipeline._options_attr
+    options = pipeline.options()
     if options != tf.data.Options():
         result = _mark(result.with_options(options), result)
     return result

@@ -549,6 +549,14 @@ def test_stream_through_one_split_keeps_cardinality_and_layout():
     assert kp.streams.order_changes(examples.shuffle(10)) == ["shuffle"]
     # The walk goes inside: Sanitize(action="drop") filters, as before.
     assert kp.streams.order_changes(kp.Sanitize(_report(N))(source)) == ["filter"]
+    # Ops that check their inputs' shapes (`concatenate` refused the op behind
+    # `choose_from_datasets` before its shapes were restated) and `zip`.
+    want = expected(attack, x, y, copies=2)
+    assert read(examples.concatenate(examples).batch(BATCH)) == want
+    assert read(batches.concatenate(batches)) == want
+    assert read(tf.data.Dataset.zip(source, examples).map(lambda a, b: b).batch(BATCH)) == expected(
+        attack, x, y
+    )
 
 
 def _report(n, seed=5):

@@ -27,6 +27,8 @@ from keras_poison.fingerprints import content_keys_tensor
 from keras_poison.defences.detectors.report import DetectionReport
 
 _ACTIONS = ("drop", "relabel")
+# Unbatched streams are sanitized by index in blocks of this many examples.
+_BLOCK_SIZE = 512
 _KEYS = ("index", "content")
 
 
@@ -300,27 +302,37 @@ class Sanitize:
                     )
                 return offset + size, element
 
-            return self._whole(dataset.scan(tf.constant(0, tf.int64), act_on_batch))
+            scanned = dataset.scan(tf.constant(0, tf.int64), act_on_batch)
+            # By index, positions are counted in the pipeline, so it must run
+            # whole: `as_one_split` keeps tf.data service's `distributed_epoch`
+            # from dividing it between workers. Content keys need no positions.
+            return streams.as_one_split(scanned) if self.key == "index" else scanned
 
-        def act_on_example(index, element):
-            element = tf.nest.map_structure(lambda part: part[None], element)
-            element, keep = act(index[None], element)
-            return tf.nest.map_structure(lambda part: part[0], element), keep[0]
-
-        indexed = dataset.enumerate().map(
-            act_on_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-        )
-        if self.action == "drop":
-            return self._whole(
-                indexed.filter(lambda element, keep: keep).map(lambda element, keep: element)
+        if self.key == "index":
+            # In blocks, as the attacks: one vectorized lookup per block, and
+            # `as_one_split` costs a step per block, not per example.
+            cardinality = int(dataset.cardinality())
+            blocks = dataset.enumerate().batch(_BLOCK_SIZE).map(
+                act, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
-        return self._whole(indexed.map(lambda element, keep: element))
+            indexed = streams.as_one_split(
+                blocks, unbatch=True, cardinality=cardinality if cardinality >= 0 else None
+            )
+        else:
 
-    def _whole(self, sanitized):
-        """With key="index" positions are counted in the pipeline, so it must
-        run whole: `as_one_split` keeps tf.data service's `distributed_epoch`
-        from dividing it between workers. Content keys need no positions."""
-        return streams.as_one_split(sanitized) if self.key == "index" else sanitized
+            def act_on_example(index, element):
+                element = tf.nest.map_structure(lambda part: part[None], element)
+                element, keep = act(index[None], element)
+                return tf.nest.map_structure(lambda part: part[0], element), keep[0]
+
+            indexed = dataset.enumerate().map(
+                act_on_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            )
+        if self.action == "drop":
+            return indexed.filter(lambda element, keep: keep).map(
+                lambda element, keep: element
+            )
+        return indexed.map(lambda element, keep: element)
 
     def get_config(self):
         return {"action": self.action, "key": self.key}
