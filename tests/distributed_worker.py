@@ -133,6 +133,17 @@ def main(workdir, task_index):
     (xs, ys, ms), total = _collect(strategy, distributed)
     out.update({"auto_x": xs, "auto_y": ys, "auto_mask": ms, "auto_reduced_count": total})
 
+    # The attack on batches (a running offset, kept in one piece by the
+    # library), then tf.distribute shards and rebatches those batches.
+    ds = auto.transform(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch),
+        num_examples=len(x),
+        with_mask=True,
+    )
+    distributed = strategy.experimental_distribute_dataset(ds)
+    (xs, ys, ms), total = _collect(strategy, distributed)
+    out.update({"batched_x": xs, "batched_y": ys, "batched_mask": ms})
+
     # Files, as tfds and most large pipelines read them: AUTO would shard the
     # files, but the attack's example index is no file source, so tf.distribute
     # falls back to sharding the poisoned batches.

@@ -382,6 +382,17 @@ def test_multiworker_autosharded_dataset_gives_the_one_process_poisoned_set(mult
     assert union == multiset(x_p, y_p, mask)
 
 
+def test_multiworker_autosharded_poisoned_batches_give_the_one_process_poisoned_set(multiworker):
+    # The attack on batches, then experimental_distribute_dataset.
+    x, y, _, results = multiworker
+    x_p, y_p, mask = worker.stream_attacks(MW_CLASSES)["random_flip"].poison(x, y)
+    union = sum(
+        (multiset(r["batched_x"], r["batched_y"], r["batched_mask"]) for r in results),
+        collections.Counter(),
+    )
+    assert union == multiset(x_p, y_p, mask)
+
+
 def test_multiworker_autosharded_tfrecord_files_give_the_one_process_poisoned_set(multiworker):
     x, y, _, results = multiworker
     x_p, y_p, mask = worker.stream_attacks(MW_CLASSES)["random_flip"].poison(x, y)
