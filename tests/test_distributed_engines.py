@@ -636,13 +636,6 @@ def test_content_sanitize_and_pattern_removal_work_on_either_side_of_distributed
     assert _outcome(lambda: build(removal), pairs(*removal.remove(x, y)), removal) == "exact"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LATE UNCLEAR ERROR: InjectPoisons(keep_clean=False) restores its size with "
-    "`assert_cardinality` after the one-split pipeline (attacks/poison_set.py), which "
-    "fails on a worker left with nothing ('expected to contain 30 elements but contained "
-    "only 0'). Fix there: `streams.as_one_split(only, cardinality=len(self.poisons))`.",
-)
 def test_regression_poisons_alone_before_distributed_epoch_are_exact(cluster):
     x, y = make_data(N_LARGE)
     rng = np.random.default_rng(2)

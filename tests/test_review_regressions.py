@@ -103,7 +103,7 @@ def test_dgm_takes_mixed_dtypes_with_an_explicit_value_range():
     rng = np.random.default_rng(0)
     normal = (rng.uniform(0, 255, size=(6, 3, 3, 1)).astype("float32"), np.arange(6) % 3)
     attack = DirectGradientPoison(
-        _tiny_model(), normal_data=normal, rounds=1, count=2, value_range=(0, 255)
+        _tiny_model(), normal_data=normal, rounds=1, count=2, value_range=(0, 255), gamma=8
     )
     x = rng.integers(0, 256, (6, 3, 3, 1), dtype=np.uint8)
     x_p, _, mask = attack.poison(x, np.arange(6) % 3)

@@ -318,7 +318,9 @@ class InjectPoisons(PoisoningAttack):
             lambda index, element: self._example_plan(index[None], None)[0] >= 0
         )
         only = only.map(lambda index, element: element)
-        return only.apply(tf.data.experimental.assert_cardinality(len(self.poisons)))
+        # Not assert_cardinality: under tf.data service's distributed_epoch the
+        # workers left without the one split would fail it (see as_one_split).
+        return streams.as_one_split(only, cardinality=len(self.poisons))
 
     def poison(self, x, y):
         """Injects into NumPy arrays; returns `(x, y, mask)`.
