@@ -123,6 +123,12 @@ def run(
     Returns:
         A dict with `rows` (one per attack: damage, detection, recovery)
         and the settings.
+
+    Example (what `keras-poison demo --epochs 2` runs; about 20 s):
+
+        from keras_poison import demo
+        result = demo.run(epochs=2, out="demo-out", verbose=0)
+        [(row["attack"], row["recovery"]) for row in result["rows"]]
     """
     import keras
     import numpy as np
