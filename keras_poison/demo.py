@@ -36,6 +36,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 # The model each packaged data set is shown with.
 DATASET_MODELS = {"mnist5k": "lenet5", "digits": "vgg_like", "cifar10": "vgg_like"}
@@ -252,7 +253,9 @@ def run(
     monitor = kp.PoisonMonitor(
         x_train[trusted_index], y_train[trusted_index], num_classes=num_classes, action="stop"
     )
-    with _quiet_warnings():
+    with warnings.catch_warnings():
+        # The monitor warns on its alarm; the table reports it instead.
+        warnings.filterwarnings("ignore", message="PoisonMonitor")
         defended, defended_ctt = finetune("COEG: the same, with PoisonMonitor(action='stop')", [monitor])
     first_alarm = monitor.alarms[0] if monitor.alarms else None
     rows.append(
@@ -315,20 +318,6 @@ def _recovery(row):
     if row["damage"] < 0.01:
         return None
     return (row["defended_accuracy"] - row["attacked_accuracy"]) / row["damage"]
-
-
-class _quiet_warnings:
-    """The monitor warns on its alarm; the table reports it instead."""
-
-    def __enter__(self):
-        import warnings
-
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.filterwarnings("ignore", message="PoisonMonitor")
-
-    def __exit__(self, *exc):
-        return self._context.__exit__(*exc)
 
 
 def _detection_text(detection):

@@ -19,6 +19,7 @@ test examples predicted correctly with a certificate of at least `r`
 poisons, for each `r`.
 """
 
+import abc
 import inspect
 import time
 import warnings
@@ -222,8 +223,10 @@ def _labels(y_true, y_pred):
 # The shared base: members, vote, fit loop, saving.
 
 
-class _VotingEnsemble(keras.Model):
-    """`k` members built by `build_model`, trained on subsets, plurality vote."""
+class _VotingEnsemble(keras.Model, metaclass=abc.ABCMeta):
+    """`k` members built by `build_model`, trained on subsets, plurality vote.
+
+    Subclasses choose each member's training subset (`_subsets`)."""
 
     _kind = "ensemble"
 
@@ -477,13 +480,13 @@ class _VotingEnsemble(keras.Model):
         self.trained = True
         return histories
 
+    @abc.abstractmethod
     def _subsets(self, x, y, sample_weight, batch_size):
         """Checks the data, then returns an iterator of `(size, args, kwargs)`.
 
         One triple per member, in order: `member.fit(*args, **kwargs)`
         trains it on its `size` examples.
         """
-        raise NotImplementedError
 
     def _check_arrays(self, x, y, sample_weight):
         """Checks NumPy training arrays before any work; returns them."""

@@ -26,19 +26,8 @@ def tiny_model():
 
 
 @pytest.fixture()
-def context(tmp_path):
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(300, 4, 4, 1)).astype("float32")
-    y = np.arange(300) % K
-    context = scenarios.CellContext(
-        data=((x, y), (x[:50], y[:50])), num_classes=K, class_names=[str(k) for k in range(K)],
-        model="lenet5", epochs=1, batch_size=32, learning_rate=1e-3, seed=SEED,
-        finished=lambda name, seed: None, shared={}, cache_dir=str(tmp_path),
-        log=lambda line: None,
-    )
-    # The clean base model, as base_model() caches it: no training here.
-    context.shared[("base", SEED)] = (tiny_model(), {"accuracy": 0.1, "predictions": y[:50]})
-    return context
+def context(cached_base_context):
+    return cached_base_context(tiny_model(), SEED, K)
 
 
 DGM_SET = {**scenarios.DGM_SET_PARAMS, "set_size": 200, "normal_size": 20, "dgm_rounds": 2}
