@@ -411,6 +411,7 @@ def _prefixed(name, prefixes):
 
 # The attribute by which `as_one_split` marks its dataset with the pipeline it reads.
 _WHOLE = "_keras_poison_whole"
+_DROPS = "_keras_poison_drops"
 
 
 def _inputs(node):
@@ -517,9 +518,31 @@ def as_one_split(pipeline, unbatch=False, cardinality=None):
 
 
 def _mark(node, inner):
-    """Marks a dataset made by `as_one_split` with the one it reads."""
+    """Marks a dataset made here (`as_one_split`, `numbered`) with the one it reads."""
     setattr(node, _WHOLE, inner)
     return node
+
+
+def dropping(dataset, name):
+    """Marks `dataset` as one that drops examples where the walks cannot see it.
+
+    A transform that drops examples inside its blocks (`Sanitize`'s drop, a
+    `boolean_mask` in a `map`) changes the stream's positions as a `filter`
+    does; `order_changes` reports it under `name`, so position-keyed
+    transforms downstream refuse it as they refuse a `filter`.
+    """
+    setattr(dataset, _DROPS, name)
+    return dataset
+
+
+def numbered(dataset):
+    """`dataset.enumerate()`, which this module's walks read as `dataset` itself.
+
+    A transform that numbers the batches it poisons adds a counter of its
+    own, not a source of the data: `upstream`, `pipeline_batching` and
+    `batching_source` look through it to the batches, as through a `map`.
+    """
+    return _mark(dataset.enumerate(), dataset)
 
 
 def _never_read(spec):
@@ -654,6 +677,8 @@ def order_changes(dataset):
     nodes = upstream(dataset)
     for node in nodes:
         name = type(node).__name__
+        if hasattr(node, _DROPS):
+            found.append(getattr(node, _DROPS))
         if hasattr(node, _WHOLE):
             continue  # made by `as_one_split`; what it reads is walked
         if name == "_ShardDataset" and _constant(getattr(node, "_num_shards", None)) == 1:

@@ -271,3 +271,35 @@ def test_regression_a_shuffle_inside_flat_map_or_interleave_is_refused():
     _, y_p, _ = RandomFlip(0.2, 10).poison(x[np.r_[0:30:3, 1:30:3, 2:30:3]], y[np.r_[0:30:3, 1:30:3, 2:30:3]])
     out = list(RandomFlip(0.2, 10).transform(plain, num_examples=30).as_numpy_iterator())
     np.testing.assert_array_equal([e[1] for e in out], y_p)
+
+
+def test_regression_an_attack_after_an_unbatched_sanitize_drop_is_refused_as_after_a_filter():
+    # Sanitize drops inside its blocks (no `filter` op in the pipeline); the
+    # positions after it are no longer the data's, so an attack must refuse.
+    x, y = _images(40), np.arange(40) % 10
+    flagged = np.zeros(40, bool)
+    flagged[[3, 17]] = True
+    dropped = tf.data.Dataset.from_tensor_slices((x, y)).apply(Sanitize(flagged))
+    with pytest.raises(ValueError, match="filter"):
+        RandomFlip(0.2, 10).transform(dropped.prefetch(2))
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+@pytest.mark.parametrize("attack", [RandomFlip(0.3, 10, seed=4), ClassPatternNoise(10, epsilon=8)],
+                         ids=["flip", "pattern"])
+def test_batches_numbered_by_their_batch_op_with_a_stated_size_equal_poison(attack, drop_remainder):
+    x, y = _images(50), np.arange(50) % 10
+    x_p, y_p, mask = attack.poison(x, y)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8, drop_remainder=drop_remainder)
+    out = list(attack.transform(batches, num_examples=50, with_mask=True).as_numpy_iterator())
+    kept = 48 if drop_remainder else 50
+    assert np.concatenate([e[0] for e in out]).tobytes() == x_p[:kept].tobytes()
+    np.testing.assert_array_equal(np.concatenate([e[1] for e in out]), y_p[:kept])
+    np.testing.assert_array_equal(np.concatenate([e[2] for e in out]), mask[:kept])
+
+
+def test_batches_cut_after_their_batch_op_are_refused_with_a_stated_size():
+    x, y = _images(50), np.arange(50) % 10
+    cut = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).map(lambda a, b: (a[:5], b[:5]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="a batch.*size differs.*before the op"):
+        list(RandomFlip(0.3, 10).transform(cut, num_examples=50))

@@ -149,20 +149,55 @@ class ClassPatternNoise(PoisoningAttack):
         if dtype.is_integer:
             steps = float(np.floor(self.epsilon))
             table = tf.clip_by_value(tf.round(table), -steps, steps)
-        return tf.cast(table, _compute_dtype(dtype))
+        return tf.cast(table, dtype if dtype.is_floating else tf.float32)
 
     def _example_plan(self, index, num_examples):
         return self._select(index, num_examples, self.fraction)
 
+    def _kernel_table(self, image_shape, dtype):
+        """The patterns in the compute dtype, plus one last row that moves nothing.
+
+        The last row is `-0.0` for float images (`v + -0.0` is `v` bit for
+        bit, signed zeros included) and `0` for integer images. Examples that
+        are not selected add it, so the block needs no select over its
+        pixels: one pass that reads, adds, clips and writes.
+        """
+        cache = self.__dict__.setdefault("_kernel_cache", {})
+        key = (image_shape, dtype.name)
+        if key not in cache:
+            with tf.init_scope():
+                table = tf.cast(self._pattern_table(image_shape, dtype), _compute_dtype(dtype))
+                identity = tf.zeros_like(table[:1])
+                if dtype.is_floating:
+                    identity = -identity
+                cache[key] = tf.concat([table, identity], axis=0)
+        return cache[key]
+
+    def _clip_bounds(self, dtype):
+        """`value_range` in the compute dtype; for integer images, the whole grey
+        levels inside it (so a poisoned pixel never leaves the range)."""
+        low, high = self.resolved_value_range(dtype)
+        if dtype.is_integer:
+            low, high = np.ceil(low), np.floor(high)
+        compute_dtype = _compute_dtype(dtype)
+        return tf.cast(low, compute_dtype), tf.cast(high, compute_dtype)
+
     def _poison_examples(self, x, labels, plan):
-        image_shape = tuple(x.shape[1:])
-        low, high = self.resolved_value_range(x.dtype)
+        table = self._kernel_table(tuple(x.shape[1:]), x.dtype)
+        # Unselected examples take the last row, which leaves them as they are.
+        rows = tf.where(plan, labels, self.num_classes)
+        low, high = self._clip_bounds(x.dtype)
+        if x.dtype.is_floating:
+            # A clip may turn -0.0 into +0.0 at a bound of 0 (which zero
+            # `maximum` returns for equal zeros depends on the CPU), so
+            # unselected rows are clipped to (-inf, inf) instead: unchanged.
+            row_shape = tf.concat([tf.shape(plan), tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+            selected = tf.reshape(plan, row_shape)
+            low = tf.where(selected, low, tf.constant(-np.inf, x.dtype))
+            high = tf.where(selected, high, tf.constant(np.inf, x.dtype))
         compute_dtype = _compute_dtype(x.dtype)
-        table = self._pattern_table(image_shape, x.dtype)
-        shifted = tf.cast(x, compute_dtype) + tf.gather(table, labels)
-        poisoned = tf.cast(tf.clip_by_value(shifted, low, high), x.dtype)
-        selected = tf.reshape(plan, [-1] + [1] * len(image_shape))
-        return tf.where(selected, poisoned, x), labels
+        shifted = tf.cast(x, compute_dtype) + tf.gather(table, rows)
+        return tf.cast(tf.clip_by_value(shifted, low, high), x.dtype), labels
 
     def _check_image_spec(self, image_shape, dtype):
         dtype = np.dtype(dtype)
@@ -185,11 +220,23 @@ class ClassPatternNoise(PoisoningAttack):
 
     def _image_checks(self, x):
         low, high = self.resolved_value_range(x.dtype)
-        values = tf.cast(x, _compute_dtype(x.dtype))
-        inside = tf.logical_and(
-            tf.reduce_all(values >= tf.cast(low, values.dtype)),
-            tf.reduce_all(values <= tf.cast(high, values.dtype)),
-        )
+        if x.dtype.is_integer:
+            # Compared in the images' own dtype, against the whole grey levels
+            # inside the range; a bound beyond the dtype's own cannot fail.
+            low, high = np.ceil(low), np.floor(high)
+            checks = []
+            if low > x.dtype.min:
+                checks.append(tf.reduce_all(x >= tf.cast(low, x.dtype)))
+            if high < x.dtype.max:
+                checks.append(tf.reduce_all(x <= tf.cast(high, x.dtype)))
+            inside = tf.reduce_all(tf.stack(checks)) if checks else None
+        else:
+            inside = tf.logical_and(
+                tf.reduce_all(x >= tf.cast(low, x.dtype)),
+                tf.reduce_all(x <= tf.cast(high, x.dtype)),
+            )
+        if inside is None:
+            return []  # every value of the dtype is inside the range
         message = (
             f"Expected images in value_range=({low:g}, {high:g}); received a "
             "pixel outside it. Pass `value_range` to ClassPatternNoise for "
@@ -209,6 +256,9 @@ class ClassPatternNoise(PoisoningAttack):
 
 
 def _compute_dtype(dtype):
-    """Floats keep their precision; integer images are computed in float32."""
+    """Floats keep their precision; integer images are computed in a wider
+    signed integer, exactly (float32 would round pixels above 2**24)."""
     dtype = tf.as_dtype(dtype)
-    return dtype if dtype.is_floating else tf.float32
+    if dtype.is_floating:
+        return dtype
+    return tf.int32 if dtype.size <= 2 else tf.int64

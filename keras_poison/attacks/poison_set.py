@@ -263,11 +263,18 @@ class InjectPoisons(PoisoningAttack):
         if len(self.poisons) == 0:
             return x, labels
         replaced = plan >= 0
-        row = tf.maximum(plan, 0)
-        images = tf.gather(self._images, row)
-        x_new = tf.where(_rows_like(replaced, x), tf.cast(images, x.dtype), x)
-        labels_new = tf.where(replaced, tf.gather(self._labels, row), labels)
+        # Only the replaced rows are written (a scatter), so the work per
+        # block is one copy plus the poisons, not a gather and a select over
+        # every row.
+        positions = tf.where(replaced)
+        poison_rows = tf.gather_nd(plan, positions)
+        images = tf.cast(tf.gather(self._images, poison_rows), x.dtype)
+        x_new = tf.tensor_scatter_nd_update(x, positions, images)
+        labels_new = tf.where(replaced, tf.gather(self._labels, tf.maximum(plan, 0)), labels)
         return x_new, labels_new
+
+    def _rows_written(self, plan):
+        return plan >= 0
 
     def _check_image_spec(self, image_shape, dtype):
         expected = self.poisons.images.shape[1:]
@@ -341,7 +348,3 @@ class InjectPoisons(PoisoningAttack):
             "num_classes": self.num_classes,
         }
 
-
-def _rows_like(mask, tensor):
-    shape = tf.concat([tf.shape(mask), tf.ones([tf.rank(tensor) - 1], tf.int32)], 0)
-    return tf.reshape(mask, shape)

@@ -309,15 +309,28 @@ class Sanitize:
             return streams.as_one_split(scanned) if self.key == "index" else scanned
 
         if self.key == "index":
-            # In blocks, as the attacks: one vectorized lookup per block, and
-            # `as_one_split` costs a step per block, not per example.
-            cardinality = int(dataset.cardinality())
+            # In blocks, as the attacks: one vectorized lookup per block, the
+            # drop done inside the block, and `as_one_split` costs a step per
+            # block; nothing but `unbatch` runs per example (a `filter` and a
+            # `map` per example had cost 0.3-0.8 of the stream's throughput).
+            def act_on_block(index, element):
+                element, keep = act(index, element)
+                if self.action == "drop":
+                    element = tf.nest.map_structure(
+                        lambda part: tf.boolean_mask(part, keep), element
+                    )
+                return element
+
             blocks = dataset.enumerate().batch(_BLOCK_SIZE).map(
-                act, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+                act_on_block, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
-            indexed = streams.as_one_split(
-                blocks, unbatch=True, cardinality=cardinality if cardinality >= 0 else None
+            # The stream holds the report's examples (checked above), so the
+            # size after a drop is known too.
+            kept = self.num_examples - int(self.flagged.sum()) if self.action == "drop" else (
+                self.num_examples
             )
+            result = streams.as_one_split(blocks, unbatch=True, cardinality=kept)
+            return streams.dropping(result, "filter") if self.action == "drop" else result
         else:
 
             def act_on_example(index, element):

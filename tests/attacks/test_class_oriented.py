@@ -455,3 +455,18 @@ def test_injection_into_a_batched_stream_checks_shape_and_single_instance_mode()
     )
     with pytest.raises(ValueError, match="shape"):
         InjectPoisons(poisons).transform(wrong)
+
+
+def test_injection_mask_is_exact_when_a_poison_equals_its_seed():
+    # The mask compares only the replaced rows; a poison identical to the
+    # example it replaces (image and label) changes nothing and is not marked.
+    x = np.random.default_rng(0).random((9, 3, 3, 1)).astype("float32")
+    y = np.arange(9) % 3
+    poisons = PoisonSet(np.stack([x[2], x[5], x[7] + 0.5]), [y[2], 0, y[7]], [2, 5, 7])
+    injection = InjectPoisons(poisons, num_classes=3)
+    x_p, y_p, mask = injection.poison(x, y)
+    assert np.flatnonzero(mask).tolist() == [5, 7]  # 5: label; 7: image
+    assert x_p[[0, 1, 2, 3, 4, 5, 6, 8]].tobytes() == x[[0, 1, 2, 3, 4, 5, 6, 8]].tobytes()
+    stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    masks = [m.numpy() for _, _, m in injection.transform(stream, with_mask=True)]
+    assert np.array_equal(np.concatenate(masks), mask)

@@ -88,3 +88,46 @@ def test_image_out_of_range_in_a_stream_raises_when_iterated():
     ds = tf.data.Dataset.from_tensor_slices((x, np.zeros(4, "int64")))
     with pytest.raises(tf.errors.InvalidArgumentError, match="value_range"):
         list(ClassPatternNoise(2, epsilon=0.1)(ds))
+
+
+def test_unselected_images_keep_every_bit_including_signed_zeros():
+    # Unselected examples add a -0.0 row instead of going through a select:
+    # -0.0 and +0.0 pixels must come out with their sign bits unchanged.
+    x = np.where(images(dtype="float32") > 128, 0.5, -0.0).astype("float32")
+    x[::2, 0, 0, 0] = 0.0
+    y = np.arange(40) % 4
+    attack = ClassPatternNoise(4, epsilon=0.1, fraction=0.5, seed=3)
+    x_p, _, mask = attack.poison(x, y)
+    stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    x_s = np.concatenate([b.numpy() for b, _ in attack.transform(stream)])
+    assert mask.sum() == 20
+    untouched = ~mask
+    assert x_p[untouched].tobytes() == x[untouched].tobytes()
+    assert x_s.tobytes() == x_p.tobytes()
+
+
+def test_int32_images_above_float32_precision_are_shifted_exactly():
+    # Pixels above 2**24 are not representable in float32; the pattern is
+    # added in integers, so every changed pixel moves by exactly its pattern.
+    base = 2**24 + 1
+    x = (base + images(dtype="int64", low=0, high=1000)).astype("int32")
+    y = np.arange(40) % 4
+    attack = ClassPatternNoise(4, epsilon=5, fraction=0.5, value_range=(0, 2**25))
+    x_p, _, mask = attack.poison(x, y)
+    patterns = attack.patterns(x.shape[1:], "int32").astype("int64")
+    expected = x.astype("int64") + patterns[y]
+    assert np.array_equal(x_p[mask].astype("int64"), expected[mask])
+    assert x_p[~mask].tobytes() == x[~mask].tobytes()
+
+
+def test_integer_images_stay_on_the_grey_levels_inside_a_fractional_range():
+    x = np.concatenate([np.full((10, 4, 4, 3), 3), np.full((10, 4, 4, 3), 250)]).astype("uint8")
+    y = np.arange(20) % 2
+    x_p, _, _ = ClassPatternNoise(2, epsilon=8, value_range=(2.5, 250.5)).poison(x, y)
+    assert x_p.min() >= 3 and x_p.max() <= 250
+
+
+def test_integer_images_below_a_fractional_low_are_rejected():
+    x = np.full((4, 2, 2, 3), 2, "uint8")
+    with pytest.raises(ValueError, match="value_range"):
+        ClassPatternNoise(2, epsilon=2, value_range=(2.5, 250)).poison(x, np.zeros(4, "int64"))

@@ -151,3 +151,28 @@ def test_suggested_label_beyond_the_one_hot_width_is_rejected(data, report):
     x, y = data
     with pytest.raises(ValueError, match="one-hot width 3"):
         Sanitize(report, action="relabel").apply(x, np.eye(3)[y % 3])
+
+
+@pytest.mark.parametrize("weights", [False, True])
+def test_unbatched_drop_is_done_in_blocks_and_states_the_size_left(data, report, weights):
+    # More than one block (512) of examples, some blocks losing many.
+    rng = np.random.default_rng(1)
+    n = 1300
+    x = rng.uniform(size=(n, 2, 2, 1)).astype("float32")
+    y = np.arange(n) % 5
+    flagged = rng.random(n) < 0.3
+    flagged[512:700] = True  # a run across a block boundary
+    parts = (x, y, rng.random(n).astype("float32")) if weights else (x, y)
+    ds = tf.data.Dataset.from_tensor_slices(parts).apply(Sanitize(flagged))
+    assert int(ds.cardinality()) == n - flagged.sum()
+    out = [np.stack([e[i].numpy() for e in ds]) for i in range(len(parts))]
+    for got, want in zip(out, parts):
+        assert got.tobytes() == want[~flagged].tobytes()
+
+
+def test_unbatched_relabel_keeps_the_size(data, report):
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).apply(Sanitize(report, action="relabel"))
+    assert int(ds.cardinality()) == N
+    labels = np.array([int(label) for _, label in ds])
+    np.testing.assert_array_equal(labels, Sanitize(report, action="relabel").apply(x, y)[1])
