@@ -518,7 +518,7 @@ def as_one_split(pipeline, unbatch=False, cardinality=None):
 
 
 def _mark(node, inner):
-    """Marks a dataset made here (`as_one_split`, `numbered`) with the one it reads."""
+    """Marks a dataset made by `as_one_split` with the one it reads."""
     setattr(node, _WHOLE, inner)
     return node
 
@@ -533,16 +533,6 @@ def dropping(dataset, name):
     """
     setattr(dataset, _DROPS, name)
     return dataset
-
-
-def numbered(dataset):
-    """`dataset.enumerate()`, which this module's walks read as `dataset` itself.
-
-    A transform that numbers the batches it poisons adds a counter of its
-    own, not a source of the data: `upstream`, `pipeline_batching` and
-    `batching_source` look through it to the batches, as through a `map`.
-    """
-    return _mark(dataset.enumerate(), dataset)
 
 
 def _never_read(spec):
