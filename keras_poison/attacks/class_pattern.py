@@ -223,12 +223,12 @@ class ClassPatternNoise(PoisoningAttack):
         if x.dtype.is_integer:
             # Compared in the images' own dtype, against the whole grey levels
             # inside the range; a bound beyond the dtype's own cannot fail.
-            low, high = np.ceil(low), np.floor(high)
+            lowest, highest = np.ceil(low), np.floor(high)
             checks = []
-            if low > x.dtype.min:
-                checks.append(tf.reduce_all(x >= tf.cast(low, x.dtype)))
-            if high < x.dtype.max:
-                checks.append(tf.reduce_all(x <= tf.cast(high, x.dtype)))
+            if lowest > x.dtype.min:
+                checks.append(tf.reduce_all(x >= tf.cast(lowest, x.dtype)))
+            if highest < x.dtype.max:
+                checks.append(tf.reduce_all(x <= tf.cast(highest, x.dtype)))
             inside = tf.reduce_all(tf.stack(checks)) if checks else None
         else:
             inside = tf.logical_and(
