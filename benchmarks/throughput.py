@@ -325,35 +325,37 @@ def main():
     if "throughput" in parts:
         result["throughput"] = measure_throughput(args.examples, args.repeats, args.dtypes.split(","))
         save()
-        print("| dtype | place | pipeline | examples/s | ratio vs identity map |")
-        print("|---|---|---|---|---|")
-        for row in result["throughput"]:
-            print(f"| {row['dtype']} | {row['place']} | {row['pipeline']} | "
-                  f"{row['examples_per_s']:,.0f} | {row['ratio_vs_identity_map']:.2f} |")
+        print_table(["dtype", "place", "pipeline", "examples/s", "ratio vs identity map"], [
+            [r["dtype"], r["place"], r["pipeline"], f"{r['examples_per_s']:,.0f}",
+             f"{r['ratio_vs_identity_map']:.2f}"] for r in result["throughput"]])
     if "files" in parts:
         with tempfile.TemporaryDirectory() as tmpdir:
             result["files"] = measure_parallel_and_files(args.examples, args.repeats, tmpdir)
         save()
-        print("\n| source | pipeline | examples/s | ratio | attack's share of the time |")
-        print("|---|---|---|---|---|")
-        for row in result["files"]:
-            print(f"| {row['source']} | {row['pipeline']} | {row['examples_per_s']:,.0f} | "
-                  f"{row['ratio_vs_reference']:.2f} | {100 * row['attack_share_of_time']:.1f}% |")
+        print_table(["source", "pipeline", "examples/s", "ratio", "attack's share of the time"], [
+            [r["source"], r["pipeline"], f"{r['examples_per_s']:,.0f}",
+             f"{r['ratio_vs_reference']:.2f}", f"{100 * r['attack_share_of_time']:.1f}%"]
+            for r in result["files"]])
     if "memory" in parts:
         result["memory"] = measure_memory(args.examples)
         save()
-        print("\n| stream | peak RSS (MB) | over clean (MB) |")
-        print("|---|---|---|")
-        for row in result["memory"]:
-            print(f"| {row['stream']} | {row['peak_rss_mb']:.0f} | {row['over_clean_mb']:+.0f} |")
+        print_table(["stream", "peak RSS (MB)", "over clean (MB)"], [
+            [r["stream"], f"{r['peak_rss_mb']:.0f}", f"{r['over_clean_mb']:+.0f}"]
+            for r in result["memory"]])
     if "fit" in parts:
         result["fit"] = measure_fit(args.fit_examples, max(3, args.repeats // 2))
         save()
-        print("\n| pipeline | steps/s | ratio vs clean |")
-        print("|---|---|---|")
-        for row in result["fit"]:
-            print(f"| {row['pipeline']} | {row['steps_per_s']:.2f} | {row['ratio_vs_clean']:.3f} |")
+        print_table(["pipeline", "steps/s", "ratio vs clean"], [
+            [r["pipeline"], f"{r['steps_per_s']:.2f}", f"{r['ratio_vs_clean']:.3f}"]
+            for r in result["fit"]])
 
+
+def print_table(columns, rows):
+    """Prints a markdown table, preceded by a blank line."""
+    print("\n| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 if __name__ == "__main__":
     main()

@@ -289,14 +289,7 @@ class PoisoningAttack(abc.ABC):
         stated = num_examples is not None and not isinstance(num_examples, str)
         num_examples, source = self._resolve_size(dataset, layout, num_examples)
         if stated:
-            dataset = self._check_stated_size(dataset, layout, num_examples)
-            if layout.batched:
-                # A `batch` op of the stated size: each batch's size is known
-                # and checked, as when the size is read from it (an op that
-                # cut the batches would otherwise shift every position).
-                candidate = streams.batching_source(dataset)
-                if candidate is not None and candidate.num_examples == num_examples:
-                    source = candidate
+            dataset, source = self._check_stated_size(dataset, layout, num_examples)
         image_shape = layout.image_spec.shape[1:] if layout.batched else layout.image_spec.shape
         self._check_image_spec(tuple(image_shape), layout.image_spec.dtype.as_numpy_dtype)
         if num_examples is not None:
@@ -372,12 +365,17 @@ class PoisoningAttack(abc.ABC):
         )
 
     def _check_stated_size(self, dataset, layout, num_examples):
-        """`dataset`, checked to hold the `num_examples` the user stated.
+        """`(dataset, source)`: `dataset` checked to hold the `num_examples`
+        the user stated, and the `BatchingSource` its batches come from, if any.
 
         A size the pipeline shows must agree now; one it does not show is
-        checked as the stream is read (`streams.expect_size`).
+        checked as the stream is read (`streams.expect_size`). With a
+        `source`, each batch's size is checked too, as when the size is read
+        from the pipeline: an op that cut the batches would otherwise shift
+        every position.
         """
         name = type(self).__name__
+        source = None
         if layout.batched:
             source = streams.batching_source(dataset)
             shown = None if source is None else source.num_examples
@@ -385,20 +383,21 @@ class PoisoningAttack(abc.ABC):
             shown = int(dataset.cardinality())
             shown = shown if shown >= 0 else None
         if shown is None:
-            return streams.expect_size(
+            checked = streams.expect_size(
                 dataset,
                 num_examples,
                 batched=layout.batched,
                 caller=name,
                 remedy="Pass the true size, or num_examples='count'.",
             )
+            return checked, None
         if shown != num_examples:
             raise ValueError(
                 f"{name}: the dataset holds {shown} examples, but "
                 f"num_examples={num_examples} was passed. Pass the true size "
                 "or leave `num_examples=None` to take it from the pipeline."
             )
-        return dataset
+        return dataset, source
 
     def _transform_batches(self, dataset, poison):
         """Poisons an already-batched dataset, in place in the pipeline."""

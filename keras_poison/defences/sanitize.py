@@ -287,6 +287,13 @@ class Sanitize:
             labels = block.write_labels(labels, tf.cast(new, tf.int32), hit)
             return block.join(images, labels, rest), tf.ones_like(hit)
 
+        def act_and_drop(index, element):
+            """`act` on a block, with the dropped rows already taken out."""
+            element, keep = act(index, element)
+            if self.action == "drop":
+                element = tf.nest.map_structure(lambda part: tf.boolean_mask(part, keep), element)
+            return element
+
         def batch_size(element):
             return tf.cast(tf.shape(element[1])[0], tf.int64)
 
@@ -295,12 +302,7 @@ class Sanitize:
             def act_on_batch(offset, *element):
                 element = element if len(element) > 1 else element[0]
                 size = batch_size(element)
-                element, keep = act(offset + tf.range(size), element)
-                if self.action == "drop":
-                    element = tf.nest.map_structure(
-                        lambda part: tf.boolean_mask(part, keep), element
-                    )
-                return offset + size, element
+                return offset + size, act_and_drop(offset + tf.range(size), element)
 
             scanned = dataset.scan(tf.constant(0, tf.int64), act_on_batch)
             # By index, positions are counted in the pipeline, so it must run
@@ -313,16 +315,8 @@ class Sanitize:
             # drop done inside the block, and `as_one_split` costs a step per
             # block; nothing but `unbatch` runs per example (a `filter` and a
             # `map` per example had cost 0.3-0.8 of the stream's throughput).
-            def act_on_block(index, element):
-                element, keep = act(index, element)
-                if self.action == "drop":
-                    element = tf.nest.map_structure(
-                        lambda part: tf.boolean_mask(part, keep), element
-                    )
-                return element
-
             blocks = dataset.enumerate().batch(_BLOCK_SIZE).map(
-                act_on_block, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+                act_and_drop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
             )
             # The stream holds the report's examples (checked above), so the
             # size after a drop is known too.
@@ -331,21 +325,19 @@ class Sanitize:
             )
             result = streams.as_one_split(blocks, unbatch=True, cardinality=kept)
             return streams.dropping(result, "filter") if self.action == "drop" else result
-        else:
 
-            def act_on_example(index, element):
-                element = tf.nest.map_structure(lambda part: part[None], element)
-                element, keep = act(index[None], element)
-                return tf.nest.map_structure(lambda part: part[0], element), keep[0]
+        # By content, on single examples.
+        def act_on_example(index, element):
+            element = tf.nest.map_structure(lambda part: part[None], element)
+            element, keep = act(index[None], element)
+            return tf.nest.map_structure(lambda part: part[0], element), keep[0]
 
-            indexed = dataset.enumerate().map(
-                act_on_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-            )
+        acted = dataset.enumerate().map(
+            act_on_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
         if self.action == "drop":
-            return indexed.filter(lambda element, keep: keep).map(
-                lambda element, keep: element
-            )
-        return indexed.map(lambda element, keep: element)
+            return acted.filter(lambda element, keep: keep).map(lambda element, keep: element)
+        return acted.map(lambda element, keep: element)
 
     def get_config(self):
         return {"action": self.action, "key": self.key}
