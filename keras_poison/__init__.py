@@ -16,12 +16,16 @@ from keras_poison import experiments
 from keras_poison import metrics
 from keras_poison import models
 from keras_poison import streams
+from keras_poison.attacks import ClassConvolution
 from keras_poison.attacks import ClassPatternNoise
 from keras_poison.attacks import DirectGradientPoison
 from keras_poison.attacks import InjectPoisons
+from keras_poison.attacks import OnePixelShortcut
 from keras_poison.attacks import PoisonSet
 from keras_poison.attacks import PoisoningAttack
 from keras_poison.attacks import RandomFlip
+from keras_poison.attacks import SeparableNoise
+from keras_poison.attacks import SmoothClassPattern
 from keras_poison.attacks import SupplanterPoison
 from keras_poison.attacks import TargetedFlip
 from keras_poison.attacks import VictimPoison

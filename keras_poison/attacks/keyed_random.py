@@ -15,7 +15,8 @@ Two primitives:
   index `i` is selected iff its position in the permutation is `< count`.
 * `uniform_uint32` hashes `(seed, stream, index)` to 32 uniform bits with an
   integer mixing function (`index_shuffle` mixes poorly over very large
-  domains, so it is not used as a hash).
+  domains, so it is not used as a hash); `uniform_floats` and
+  `standard_normal` extend it to a vector of draws per example.
 """
 
 import numpy as np
@@ -89,6 +90,33 @@ def uniform_float(index, seed, stream):
     """A float64 in `[0, 1)` per example index."""
     bits = uniform_uint32(index, seed, stream)
     return tf.cast(bits, tf.float64) / 2.0**32
+
+
+def uniform_floats(index, seed, stream, width):
+    """`width` independent floats in `[0, 1)` per example index.
+
+    Args:
+        index: int tensor of example indices, shape `(B,)`.
+        seed: the attack's seed (Python int).
+        stream: which independent stream to draw from (Python int).
+        width: how many values per index (Python int).
+
+    Returns:
+        A float64 tensor `(B, width)`.
+    """
+    row_key = uniform_uint32(index, seed, stream)[:, None]
+    columns = tf.cast(tf.range(width, dtype=tf.int64), tf.uint32)
+    column = _mix32(columns ^ tf.constant(0x9E3779B9, tf.uint32))
+    bits = _mix32(_mix32(row_key ^ column[None, :]) ^ row_key)
+    return tf.cast(bits, tf.float64) / 2.0**32
+
+
+def standard_normal(index, seed, stream, width):
+    """`width` independent standard-normal values per example index
+    (Box–Muller on two keyed uniform draws), float64 `(B, width)`."""
+    uniforms = uniform_floats(index, seed, stream, 2 * width)
+    radius = tf.sqrt(-2.0 * tf.math.log(1.0 - uniforms[:, :width]))  # 1 - u is in (0, 1]
+    return radius * tf.cos(2.0 * np.pi * uniforms[:, width:])
 
 
 def selection_count(rate, num_examples):

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_poison import ClassConvolution
 from keras_poison import ClassPatternNoise
+from keras_poison import OnePixelShortcut
 from keras_poison import RandomFlip
+from keras_poison import SeparableNoise
+from keras_poison import SmoothClassPattern
 from keras_poison import TargetedFlip
 
 N = 203  # not a multiple of any batch size used below
@@ -29,6 +33,14 @@ ATTACKS = {
     ),
     "class_pattern": lambda seed=0: ClassPatternNoise(
         NUM_CLASSES, epsilon=8, seed=seed, fraction=0.6
+    ),
+    "smooth_pattern": lambda seed=0: SmoothClassPattern(
+        NUM_CLASSES, epsilon=8, seed=seed, fraction=0.6
+    ),
+    "class_convolution": lambda seed=0: ClassConvolution(NUM_CLASSES, seed=seed, fraction=0.6),
+    "one_pixel": lambda seed=0: OnePixelShortcut(NUM_CLASSES, seed=seed, fraction=0.6),
+    "separable_noise": lambda seed=0: SeparableNoise(
+        NUM_CLASSES, epsilon=6, patch_size=2, seed=seed, fraction=0.6
     ),
 }
 

@@ -1,0 +1,284 @@
+"""The shortcut attacks of the unlearnable-examples literature, and our
+adaptive class pattern: each does what its paper says, on both dtypes."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LogisticRegression
+
+from keras_poison import ClassConvolution
+from keras_poison import ClassPatternNoise
+from keras_poison import ClassPatternRemoval
+from keras_poison import OnePixelShortcut
+from keras_poison import SeparableNoise
+from keras_poison import SmoothClassPattern
+
+
+def smooth_images(n, shape=(16, 16, 3), seed=0):
+    """Photograph-like images: low-pass noise around mid-grey, in (0, 1)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0.2, 0.8, size=(n, shape[0] // 4, shape[1] // 4, shape[2]))
+    images = tf.image.resize(coarse, shape[:2], method="bilinear").numpy()
+    return np.clip(images + rng.normal(0, 0.02, size=images.shape), 0, 1).astype("float32")
+
+
+def correlate(kernel, image):
+    """Zero-padded 'same' cross-correlation of one (H, W, C) image, float64."""
+    k = kernel.shape[0]
+    pad = k // 2
+    padded = np.pad(image.astype(np.float64), ((pad, pad), (pad, pad), (0, 0)))
+    out = np.zeros(image.shape, np.float64)
+    for r in range(image.shape[0]):
+        for c in range(image.shape[1]):
+            out[r, c] = (padded[r : r + k, c : c + k] * kernel[:, :, None]).sum(axis=(0, 1))
+    return out
+
+
+# --------------------------------------------------------------- CUDA --
+
+
+def test_class_convolution_filters_are_the_papers():
+    filters = ClassConvolution(num_classes=6, blur=0.3, seed=4).filters()
+    assert filters.shape == (6, 3, 3)
+    for kernel in filters:
+        assert np.sum(kernel == 1.0) == 1  # one entry set to the centre weight
+        others = kernel[kernel != 1.0]
+        assert np.all((others >= 0) & (others < 0.3))
+    assert not np.allclose(filters[0], filters[1])
+
+
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_class_convolution_equals_a_numpy_reference(kernel_size):
+    x = smooth_images(12, shape=(9, 7, 3))
+    y = np.arange(12) % 4
+    attack = ClassConvolution(num_classes=4, blur=0.5, kernel_size=kernel_size, seed=2)
+    x_p, y_p, mask = attack.poison(x, y)
+    filters = attack.filters()
+    for i in range(12):
+        expected = correlate(filters[y[i]], x[i])
+        expected = np.clip(expected / expected.max(), 0, 1)
+        np.testing.assert_allclose(x_p[i], expected, atol=1e-6)
+    assert mask.all() and np.array_equal(y_p, y)
+
+
+def test_class_convolution_on_uint8_rounds_to_grey_levels():
+    x = (smooth_images(8) * 255).astype("uint8")
+    y = np.arange(8) % 2
+    attack = ClassConvolution(num_classes=2, seed=1)
+    x_p, _, _ = attack.poison(x, y)
+    unit = x.astype(np.float64) / 255
+    for i in range(8):
+        expected = correlate(attack.filters()[y[i]], unit[i])
+        expected = np.round(np.clip(expected / expected.max(), 0, 1) * 255)
+        assert np.abs(x_p[i].astype(int) - expected).max() <= 1  # float32 rounding ties
+    assert x_p.dtype == np.uint8
+
+
+def test_class_convolution_leaves_a_black_image_black_and_unselected_ones_alone():
+    x = np.concatenate([np.zeros((4, 8, 8, 1)), smooth_images(16, (8, 8, 1))]).astype("float32")
+    y = np.arange(20) % 2
+    x_p, _, mask = ClassConvolution(num_classes=2, fraction=0.5, seed=0).poison(x, y)
+    assert np.all(np.isfinite(x_p)) and np.all(x_p[:4] == 0)
+    assert mask.sum() <= 10
+    np.testing.assert_array_equal(x_p[~mask], x[~mask])
+
+
+def test_class_convolution_rejects_bad_arguments_and_flat_images():
+    with pytest.raises(ValueError, match="kernel_size"):
+        ClassConvolution(num_classes=2, kernel_size=4)
+    with pytest.raises(ValueError, match="blur"):
+        ClassConvolution(num_classes=2, blur=-0.1)
+    with pytest.raises(ValueError, match=r"\(height, width, channels\)"):
+        ClassConvolution(num_classes=2).poison(np.zeros((4, 64), "float32"), np.arange(4) % 2)
+
+
+# ---------------------------------------------------------------- OPS --
+
+
+def test_one_pixel_search_finds_a_planted_consistent_pixel():
+    x = np.random.default_rng(0).uniform(0.3, 0.7, size=(120, 8, 8, 3)).astype("float32")
+    y = np.arange(120) % 3
+    x[y == 1, 5, 2] = [0.95, 0.05, 0.9]  # every image of class 1, far from (0, 1, 0)
+    attack = OnePixelShortcut.search(x, y, num_classes=3)
+    assert attack.pixels[1] == (5, 2, (0, 1, 0))
+    pairs = {(r, c, colour) for r, c, colour in attack.pixels}
+    assert len(pairs) == 3  # a (place, colour) pair is never shared
+
+
+def test_one_pixel_search_scores_as_algorithm_1():
+    """The search's objective, brute-forced over every pixel and colour."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(30, 4, 5, 2)).astype("float32")
+    y = np.arange(30) % 2
+    attack = OnePixelShortcut.search(x, y, num_classes=2)
+    taken = []
+    for c in range(2):
+        images = x[y == c].astype(np.float64)
+        best, best_score = None, -np.inf
+        for r in range(4):
+            for col in range(5):
+                for bits in [(0, 0), (0, 1), (1, 0), (1, 1)]:
+                    if (r, col, bits) in taken:
+                        continue
+                    d = np.abs(np.array(bits) - images[:, r, col, :])
+                    score = d.mean() / d.std()
+                    if score > best_score:
+                        best, best_score = (r, col, bits), score
+        taken.append(best)
+        assert attack.pixels[c] == best
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_one_pixel_changes_exactly_one_pixel_to_the_class_colour(dtype):
+    x = smooth_images(40)
+    x = (x * 255).astype(dtype) if dtype == "uint8" else x
+    y = np.arange(40) % 4
+    attack = OnePixelShortcut(num_classes=4, seed=3)
+    x_p, _, mask = attack.poison(x, y)
+    high = 255 if dtype == "uint8" else 1.0
+    changed = (x_p != x).any(axis=-1).sum(axis=(1, 2))
+    assert changed.max() == 1
+    for c, (r, col, colour) in enumerate(attack.resolved_pixels(x.shape[1:])):
+        assert np.all(x_p[y == c][:, r, col] == np.array(colour) * high)
+    assert mask.sum() == np.sum(changed == 1)
+
+
+def test_one_pixel_config_round_trips_the_searched_pixels():
+    x = smooth_images(20, (6, 6, 3))
+    y = np.arange(20) % 2
+    attack = OnePixelShortcut.search(x, y, num_classes=2, fraction=0.5, seed=9)
+    again = OnePixelShortcut.from_config(attack.get_config())
+    assert again == attack and again.pixels == attack.pixels
+    np.testing.assert_array_equal(again.poison(x, y)[0], attack.poison(x, y)[0])
+
+
+def test_one_pixel_rejects_bad_pixels_and_searches():
+    with pytest.raises(ValueError, match="one pixel per class"):
+        OnePixelShortcut(num_classes=3, pixels=[(0, 0, (1, 1, 1))])
+    with pytest.raises(ValueError, match="0 or 1"):
+        OnePixelShortcut(num_classes=2, pixels=[(0, 0, (2, 0, 0)), (1, 1, (1, 1, 1))])
+    with pytest.raises(TypeError, match="pixels"):
+        OnePixelShortcut(num_classes=2, pixels=[1, 2])
+    outside = OnePixelShortcut(num_classes=2, pixels=[(9, 0, (1, 1, 1)), (1, 1, (0, 0, 0))])
+    with pytest.raises(ValueError, match="inside images"):
+        outside.poison(np.zeros((4, 8, 8, 3), "float32"), np.arange(4) % 2)
+    x = smooth_images(10, (6, 6, 3))
+    with pytest.raises(ValueError, match="no image of class 2"):
+        OnePixelShortcut.search(x, np.arange(10) % 2, num_classes=3)
+    with pytest.raises(ValueError, match="value_range"):
+        OnePixelShortcut.search(x * 3, np.arange(10) % 2, num_classes=2)
+
+
+# ---------------------------------------------------------------- LSP --
+
+
+def test_separable_noise_has_the_l2_budget_and_is_patchwise_constant():
+    x = np.full((20, 16, 16, 3), 0.5, "float32")
+    y = np.arange(20) % 4
+    x_p, _, mask = SeparableNoise(num_classes=4, epsilon=4 / 255, patch_size=4, seed=1).poison(x, y)
+    noise = x_p.astype(np.float64) - x
+    norms = np.sqrt((noise**2).sum(axis=(1, 2, 3)))
+    np.testing.assert_allclose(norms, 4 / 255 * np.sqrt(16 * 16 * 3), rtol=1e-4)
+    patches = noise.reshape(20, 4, 4, 4, 4, 3)  # (n, row patch, r, col patch, c, channel)
+    assert np.allclose(patches, patches[:, :, :1, :, :1, :], atol=1e-6)
+    assert mask.all()
+    assert not np.allclose(noise[0], noise[4])  # per example, not per class
+
+
+def test_separable_noise_is_linearly_separable_on_unseen_examples():
+    x = np.full((400, 16, 16, 3), 0.5, "float32")
+    y = np.arange(400) % 5
+    x_p, _, _ = SeparableNoise(num_classes=5, epsilon=6 / 255, patch_size=4, seed=3).poison(x, y)
+    noise = (x_p - x).reshape(400, -1)
+    classifier = LogisticRegression(max_iter=1000).fit(noise[:200], y[:200])
+    assert classifier.score(noise[200:], y[200:]) >= 0.98
+
+
+def test_separable_noise_refuses_images_too_small_for_distinct_centres():
+    with pytest.raises(ValueError, match="patch_size"):
+        SeparableNoise(num_classes=3, epsilon=0.1, patch_size=4).poison(
+            np.zeros((6, 4, 4, 1), "float32"), np.arange(6) % 3
+        )
+    with pytest.raises(ValueError, match="epsilon"):
+        SeparableNoise(num_classes=3, epsilon=0)
+
+
+# ------------------------------------------------- the adaptive pattern --
+
+
+def test_smooth_pattern_is_bounded_zero_mean_and_mirror_symmetric():
+    delta = SmoothClassPattern(num_classes=10, epsilon=16 / 255, seed=5).patterns((32, 32, 3))
+    assert np.abs(delta).max() <= 16 / 255 + 1e-7
+    np.testing.assert_allclose(delta.mean(axis=(1, 2)), 0, atol=1e-7)
+    np.testing.assert_allclose(delta, delta[:, :, ::-1], atol=1e-7)
+    integer = SmoothClassPattern(num_classes=10, epsilon=16, seed=5).patterns((32, 32, 3), "uint8")
+    assert np.all(integer == np.round(integer)) and np.abs(integer).max() <= 16
+
+
+def remaining_share(attack, reference=None, n=800):
+    """How much of each class's pattern is left after ClassPatternRemoval."""
+    x = smooth_images(n, (16, 16, 3), seed=2)
+    y = np.arange(n) % 4
+    x_p, _, _ = attack.poison(x, y)
+    removal = ClassPatternRemoval(num_classes=4).fit(x_p, y, reference=reference)
+    x_r, _ = removal.remove(x_p, y)
+    shares = []
+    for c in range(4):
+        added = (x_p[y == c] - x[y == c]).mean(axis=0)
+        left = (x_r[y == c] - x[y == c]).mean(axis=0)
+        shares.append(np.sum(left * added) / np.sum(added * added))
+    return float(np.mean(shares))
+
+
+def test_smooth_pattern_survives_pattern_removal_that_catches_class_noise():
+    noise = ClassPatternNoise(num_classes=4, epsilon=8 / 255, bias_ratio=0.0, seed=0)
+    smooth = SmoothClassPattern(num_classes=4, epsilon=8 / 255, seed=0)
+    # The high-pass estimate removes most of a noise pattern (its low
+    # frequencies stay), and almost nothing of a smooth one.
+    assert remaining_share(noise) < 0.5
+    assert remaining_share(smooth) > 0.9
+    # A trusted clean set shows the smooth pattern too, once it is large
+    # enough for the pattern to stand out of the images' own variation.
+    trusted = smooth_images(4000, (16, 16, 3), seed=7), np.arange(4000) % 4
+    assert remaining_share(smooth, reference=trusted, n=4000) < 0.35
+
+
+# ------------------------------------------------- user-shaped data --
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    height=st.integers(3, 9),
+    width=st.integers(3, 9),
+    channels=st.sampled_from([1, 3]),
+    n=st.integers(1, 30),
+    fraction=st.sampled_from([0.0, 0.3, 1.0]),
+    dtype=st.sampled_from(["uint8", "float32"]),
+    which=st.sampled_from(["convolution", "one_pixel", "separable", "smooth"]),
+)
+def test_every_shortcut_keeps_range_count_and_untouched_rows(
+    height, width, channels, n, fraction, dtype, which
+):
+    rng = np.random.default_rng(n)
+    x = rng.uniform(size=(n, height, width, channels))
+    x = (x * 255).astype("uint8") if dtype == "uint8" else x.astype("float32")
+    y = rng.integers(0, 2, size=n)
+    attack = {
+        "convolution": lambda: ClassConvolution(2, fraction=fraction),
+        "one_pixel": lambda: OnePixelShortcut(2, fraction=fraction),
+        "separable": lambda: SeparableNoise(2, epsilon=8 if dtype == "uint8" else 0.03,
+                                             patch_size=1, fraction=fraction),
+        "smooth": lambda: SmoothClassPattern(2, epsilon=8 if dtype == "uint8" else 0.03,
+                                             fraction=fraction),
+    }[which]()
+    x_p, y_p, mask = attack.poison(x, y)
+    high = 255 if dtype == "uint8" else 1.0
+    assert x_p.dtype == x.dtype and x_p.shape == x.shape
+    assert x_p.min() >= 0 and x_p.max() <= high
+    np.testing.assert_array_equal(y_p, y)
+    np.testing.assert_array_equal(x_p[~mask], x[~mask])
+    assert mask.sum() <= round(fraction * n)
+    assert np.all((x_p != x).reshape(n, -1).any(axis=1) == mask)
