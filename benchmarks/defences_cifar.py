@@ -14,6 +14,12 @@ Attacks (test split always clean):
   the confusion matrix of the same seed's clean, undefended model (run first).
 * `class_pattern`: `ClassPatternNoise(epsilon=--pattern-epsilon,
   bias_ratio=--pattern-bias)` on the [0, 1] float images.
+* `smooth_pattern`: `SmoothClassPattern(epsilon=--pattern-epsilon)`, the
+  pattern written against `class_pattern_defences()` (issue 20).
+* `class_convolution`: `ClassConvolution(blur=0.3)` (CUDA, Sadasivan et al.).
+* `one_pixel`: `OnePixelShortcut.search(x_train, y_train)` (OPS, Wu et al.).
+* `separable_noise`: `SeparableNoise(epsilon=--separable-epsilon,
+  patch_size=8)` (Yu et al.).
 
 Defences (see `DEFENCES`): none; the seed's three as written
 (`seed_defences()`) and with early stopping watching `val_accuracy`; each
@@ -52,12 +58,25 @@ DEFAULT_OUT = os.path.join("benchmarks", "results", "defences_cifar.json")
 NUM_CLASSES = 10
 RATE = 0.2
 
-ATTACKS = ("clean", "random_flip", "targeted_flip", "class_pattern")
+ATTACKS = (
+    "clean",
+    "random_flip",
+    "targeted_flip",
+    "class_pattern",
+    "smooth_pattern",
+    "class_convolution",
+    "one_pixel",
+    "separable_noise",
+)
 ATTACK_LABELS = {
     "clean": "clean",
     "random_flip": "random flip 20%",
     "targeted_flip": "targeted flip 20%",
     "class_pattern": "class-pattern noise",
+    "smooth_pattern": "smooth class pattern (adaptive)",
+    "class_convolution": "CUDA class convolution",
+    "one_pixel": "one-pixel shortcut",
+    "separable_noise": "linearly separable noise",
 }
 # name -> (label, what it is made of)
 DEFENCES = {
@@ -83,6 +102,9 @@ DEFENCES = {
     "shift_sce": ("augmentation + shifts + SCE", "`ImageAugmentation(translation=0.125)` + SCE α=0.1 β=1"),
     "centre": ("colour centering", "`ColourCentering()` layer (train and test)"),
     "removal_centre": ("pattern removal + colour centering", "`ClassPatternRemoval(10)` + `ColourCentering()`"),
+    "squeeze": ("shortcut squeezing", "`ShortcutSqueezing()`: grayscale (train and test) + JPEG quality 10 (training)"),
+    "squeeze_aug": ("shortcut squeezing + augmentation", "`ImageAugmentation()` + `ShortcutSqueezing()`"),
+    "randaugment": ("RandAugment", "`keras.layers.RandAugment(value_range=(0, 1))` (Cubuk et al. 2020), training only"),
     "removal_centre_aug": (
         "pattern removal + colour centering + augmentation",
         "`ClassPatternRemoval(10)` + `ImageAugmentation()` + `ColourCentering()`",
@@ -104,6 +126,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pattern-epsilon", type=float, default=16 / 255)
     parser.add_argument("--pattern-bias", type=float, default=0.5)
+    parser.add_argument("--separable-epsilon", type=float, default=6 / 255)
     parser.add_argument("--out", default=DEFAULT_OUT, help="JSON output path")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
@@ -163,12 +186,24 @@ def attacked_data(attack, seed, x_train, y_train, report, args):
             raise RuntimeError("targeted_flip needs the clean:none cell of this seed first")
         cm = np.asarray(clean["confusion_matrix"])
         poison = kp.TargetedFlip.from_confusion_matrix(cm, rate=RATE, seed=seed)
-    else:
+    elif attack == "class_pattern":
         poison = kp.ClassPatternNoise(
             num_classes=NUM_CLASSES,
             epsilon=args.pattern_epsilon,
             bias_ratio=args.pattern_bias,
             seed=seed,
+        )
+    elif attack == "smooth_pattern":
+        poison = kp.SmoothClassPattern(
+            num_classes=NUM_CLASSES, epsilon=args.pattern_epsilon, seed=seed
+        )
+    elif attack == "class_convolution":
+        poison = kp.ClassConvolution(num_classes=NUM_CLASSES, blur=0.3, seed=seed)
+    elif attack == "one_pixel":
+        poison = kp.OnePixelShortcut.search(x_train, y_train, NUM_CLASSES, seed=seed)
+    else:
+        poison = kp.SeparableNoise(
+            num_classes=NUM_CLASSES, epsilon=args.separable_epsilon, patch_size=8, seed=seed
         )
     x_p, y_p, mask = poison.poison(x_train, y_train)
     return x_p, y_p, mask, poison.get_config()
@@ -216,6 +251,12 @@ def build_and_compile(defence, seed, input_shape):
     elif defence == "removal_centre_aug":
         # Centering last, so the model sees centred images at test time too.
         front += [kp.ImageAugmentation(seed=seed), kp.ColourCentering()]
+    elif defence == "squeeze":
+        front.append(kp.ShortcutSqueezing())
+    elif defence == "squeeze_aug":
+        front += [kp.ImageAugmentation(seed=seed), kp.ShortcutSqueezing()]
+    elif defence == "randaugment":
+        front.append(keras.layers.RandAugment(value_range=(0, 1), seed=seed))
     elif defence == "grayscale":
         front.append(keras.layers.RandomGrayscale(factor=0.5, seed=seed))
     elif defence == "jpeg":
@@ -545,6 +586,7 @@ def main(argv=None):
             "epochs": args.epochs,
             "pattern_epsilon_255": round(args.pattern_epsilon * 255, 3),
             "pattern_bias": args.pattern_bias,
+            "separable_epsilon_255": round(args.separable_epsilon * 255, 3),
         }
         for seed in args.seeds:
             todo = list(args.cells)

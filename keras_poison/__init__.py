@@ -55,6 +55,7 @@ from keras_poison.defences import PartitionEnsemble
 from keras_poison.defences import PoisonMonitor
 from keras_poison.defences import RestoredWeightsCheck
 from keras_poison.defences import Sanitize
+from keras_poison.defences import ShortcutSqueezing
 from keras_poison.defences import SeedDefences
 from keras_poison.defences import ClassPatternDefences
 from keras_poison.defences import class_pattern_defences

@@ -2,6 +2,7 @@
 
 * `ImageAugmentation`: the seed report's brightness, contrast and flip.
 * `ColourCentering`: removes each image's mean colour (class colour biases).
+* `ShortcutSqueezing`: grayscale and JPEG compression (Liu et al. 2023).
 
 Both are registered with Keras when `keras_poison` is imported: a model that
 uses them loads from `.keras` after `import keras_poison`.
@@ -219,3 +220,112 @@ class ColourCentering(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+@keras.saving.register_keras_serializable(package="keras_poison")
+class ShortcutSqueezing(keras.layers.Layer):
+    """Image shortcut squeezing: grayscale, and JPEG compression in training.
+
+    Liu, Zhao & Larson, "Image Shortcut Squeezing: Countering Perturbative
+    Availability Poisons with Compression" (ICML 2023): the shortcuts of
+    availability attacks live in colour and in fine detail, so simple
+    compression of the training images removes them. Grayscale squeezes the
+    colour dimension (their counter to low-norm and colour-coded
+    perturbations); JPEG at a low quality (their 10) squeezes the fine
+    detail (their counter to L-infinity noise).
+
+    Grayscale is applied in training *and* inference, with the gray value
+    copied to every channel so the model's input shape is unchanged: the
+    model then sees gray images throughout. JPEG is applied only in
+    training (`training=True`); test images are clean and pass through.
+    Images with one channel skip the grayscale step. JPEG runs per image
+    on the CPU (TensorFlow's codec), so put the layer in front of the model
+    or map it over the training stream.
+
+    Threat model and known failures: it removes what compression removes,
+    colour and high spatial frequencies. The luminance of a low-frequency
+    perturbation survives: of `SmoothClassPattern`'s gray component JPEG at
+    quality 10 keeps about 0.8, of `ClassPatternNoise`'s about 0.3 (see
+    `tests/defences/test_layers_and_recipes.py`); blurs such as
+    `ClassConvolution` are low-frequency by construction. Its cost on clean
+    data is the colour and the detail it removes (docs/benchmarks.md).
+
+    Args:
+        grayscale: bool, whether to convert images to gray. Defaults to
+            `True`.
+        jpeg_quality: int in [0, 100] or `None`, the JPEG quality of the
+            training-time compression; `None` turns it off. Defaults to
+            `10`.
+        value_range: `(low, high)` of the input images. Defaults to
+            `(0, 1)`.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Example:
+
+    >>> squeeze = ShortcutSqueezing(grayscale=True, jpeg_quality=10)
+    >>> x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype("float32")
+    >>> gray = keras.ops.convert_to_numpy(squeeze(x, training=False))
+    >>> bool(np.allclose(gray[..., 0], gray[..., 2]))  # one gray value per pixel
+    True
+    >>> trained = keras.ops.convert_to_numpy(squeeze(x, training=True))
+    >>> trained.shape, bool(np.abs(trained - gray).max() > 0)  # JPEG in training only
+    ((2, 8, 8, 3), True)
+    """
+
+    def __init__(self, grayscale=True, jpeg_quality=10, value_range=(0, 1), **kwargs):
+        super().__init__(**kwargs)
+        self.grayscale = bool(grayscale)
+        if jpeg_quality is not None:
+            if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int):
+                raise TypeError(
+                    "Expected `jpeg_quality` to be an int in [0, 100] or None. "
+                    f"Received: jpeg_quality={jpeg_quality!r}"
+                )
+            if not 0 <= jpeg_quality <= 100:
+                raise ValueError(
+                    f"Expected `jpeg_quality` in [0, 100]. Received: jpeg_quality={jpeg_quality}"
+                )
+        if not self.grayscale and jpeg_quality is None:
+            raise ValueError(
+                "ShortcutSqueezing with grayscale=False and jpeg_quality=None does "
+                "nothing; keep at least one of them."
+            )
+        self.jpeg_quality = jpeg_quality
+        self.value_range = validate_value_range("value_range", value_range)
+
+    def call(self, inputs, training=None):
+        import tensorflow as tf  # TensorFlow's image ops (TF backend)
+
+        low, high = self.value_range
+        images = tf.cast(inputs, self.compute_dtype)
+        channels = images.shape[-1]
+        if channels not in (1, 3):
+            raise ValueError(
+                "ShortcutSqueezing works on images with 1 or 3 channels. "
+                f"Received: input shape {tuple(images.shape)}"
+            )
+        if self.grayscale and channels == 3:
+            gray = tf.image.rgb_to_grayscale(images)
+            images = tf.repeat(gray, 3, axis=-1)
+        if training and self.jpeg_quality is not None:
+            unit = _checked_range(images, self.value_range, "ShortcutSqueezing")
+            unit = tf.cast((unit - low) / (high - low), tf.float32)
+            quality = self.jpeg_quality
+            compressed = tf.map_fn(
+                lambda image: tf.image.adjust_jpeg_quality(image, quality),
+                unit,
+                fn_output_signature=tf.float32,
+            )
+            images = tf.cast(low + compressed * (high - low), self.compute_dtype)
+        return images
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "grayscale": self.grayscale,
+            "jpeg_quality": self.jpeg_quality,
+            "value_range": list(self.value_range),
+        }

@@ -322,3 +322,110 @@ def test_label_flip_defences_reject_bad_arguments():
         label_flip_defences(q=0.0)
     with pytest.raises(ValueError, match="value_range"):
         label_flip_defences(value_range=(1, 1))
+
+
+# ------------------------------------------------------- ShortcutSqueezing
+
+
+def test_squeezing_grays_images_with_the_luma_weights_in_training_and_inference():
+    from keras_poison import ShortcutSqueezing
+
+    luma = IMAGES @ np.array([0.2989, 0.5870, 0.1140], "float32")
+    squeeze = ShortcutSqueezing(jpeg_quality=None)
+    for training in (False, True):
+        gray = as_numpy(squeeze(IMAGES, training=training))
+        assert gray.shape == IMAGES.shape
+        for channel in range(3):
+            np.testing.assert_allclose(gray[..., channel], luma, atol=1e-5)
+
+
+def test_squeezing_compresses_each_image_with_jpeg_in_training_only():
+    import tensorflow as tf
+
+    from keras_poison import ShortcutSqueezing
+
+    squeeze = ShortcutSqueezing(grayscale=False, jpeg_quality=10)
+    np.testing.assert_array_equal(as_numpy(squeeze(IMAGES, training=False)), IMAGES)
+    trained = as_numpy(squeeze(IMAGES, training=True))
+    expected = np.stack([tf.image.adjust_jpeg_quality(image, 10).numpy() for image in IMAGES])
+    np.testing.assert_allclose(trained, expected, atol=1e-6)
+    assert trained.min() >= 0.0 and trained.max() <= 1.0
+
+
+def test_squeezing_a_0_255_image_is_the_unit_result_scaled():
+    from keras_poison import ShortcutSqueezing
+
+    unit = as_numpy(ShortcutSqueezing()(IMAGES, training=True))
+    scaled = as_numpy(ShortcutSqueezing(value_range=(0, 255))(IMAGES * 255.0, training=True))
+    np.testing.assert_allclose(scaled, unit * 255.0, atol=1e-3)
+
+
+def test_squeezing_refuses_images_outside_its_value_range():
+    from keras_poison import ShortcutSqueezing
+
+    with pytest.raises(Exception, match="value_range"):
+        ShortcutSqueezing()(IMAGES * 255.0, training=True)
+
+
+def test_squeezing_removes_a_fine_class_pattern_but_not_a_smooth_one():
+    # The paper's claim and the layer's documented failure, on the patterns
+    # themselves: what of the perturbation still reaches the model.
+    from keras_poison import ClassPatternNoise
+    from keras_poison import ShortcutSqueezing
+    from keras_poison import SmoothClassPattern
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.25, 0.75, size=(64, 32, 32, 3)).astype("float32")
+    x = as_numpy(keras.layers.AveragePooling2D(3, strides=1, padding="same")(x))  # photo-like
+    y = np.arange(64) % 4
+    squeeze = ShortcutSqueezing()
+
+    def surviving_fraction(attack):
+        # Share of the pattern's gray component that JPEG leaves in the
+        # training images (the projection; JPEG's own quantisation noise is
+        # uncorrelated with the pattern).
+        poisoned, _, _ = attack.poison(x, y)
+        left = as_numpy(squeeze(poisoned, training=True)) - as_numpy(squeeze(x, training=True))
+        gray = as_numpy(squeeze(poisoned, training=False)) - as_numpy(squeeze(x, training=False))
+        return float((left * gray).sum() / (gray * gray).sum())
+
+    assert surviving_fraction(ClassPatternNoise(num_classes=4, epsilon=8 / 255, seed=0)) < 0.4
+    assert surviving_fraction(SmoothClassPattern(num_classes=4, epsilon=8 / 255, seed=0)) > 0.6
+
+
+def test_model_with_squeezing_trains_saves_and_loads(tmp_path):
+    from keras_poison import ShortcutSqueezing
+
+    model = small_model(ShortcutSqueezing(jpeg_quality=20))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(IMAGES, np.arange(16) % 3, epochs=1, batch_size=8, verbose=0)
+    loaded = saved_and_loaded(model, tmp_path)
+    assert isinstance(loaded.layers[0], ShortcutSqueezing)
+    assert loaded.layers[0].get_config()["jpeg_quality"] == 20
+    rebuilt = ShortcutSqueezing.from_config(ShortcutSqueezing(value_range=(0, 255)).get_config())
+    assert rebuilt.value_range == (0.0, 255.0) and rebuilt.grayscale
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"jpeg_quality": 101}, ValueError, "jpeg_quality"),
+        ({"jpeg_quality": -1}, ValueError, "jpeg_quality"),
+        ({"jpeg_quality": 10.0}, TypeError, "jpeg_quality"),
+        ({"jpeg_quality": True}, TypeError, "jpeg_quality"),
+        ({"grayscale": False, "jpeg_quality": None}, ValueError, "nothing"),
+        ({"value_range": (1, 0)}, ValueError, "value_range"),
+    ],
+)
+def test_squeezing_bad_arguments_are_rejected(kwargs, error, name):
+    from keras_poison import ShortcutSqueezing
+
+    with pytest.raises(error, match=name):
+        ShortcutSqueezing(**kwargs)
+
+
+def test_squeezing_refuses_images_that_are_neither_gray_nor_rgb():
+    from keras_poison import ShortcutSqueezing
+
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        ShortcutSqueezing()(np.zeros((2, 8, 8, 4), "float32"))
