@@ -19,6 +19,7 @@ from keras_poison import streams
 from keras_poison.attacks import ClassConvolution
 from keras_poison.attacks import ClassPatternNoise
 from keras_poison.attacks import DirectGradientPoison
+from keras_poison.attacks import EvasiveFlip
 from keras_poison.attacks import InjectPoisons
 from keras_poison.attacks import OnePixelShortcut
 from keras_poison.attacks import PoisonSet

@@ -8,6 +8,7 @@ from keras_poison.attacks.class_pattern import ClassPatternNoise
 from keras_poison.attacks.class_pattern import SmoothClassPattern
 from keras_poison.attacks.crafting import logit_function
 from keras_poison.attacks.direct_gradient import DirectGradientPoison
+from keras_poison.attacks.evasive_flip import EvasiveFlip
 from keras_poison.attacks.label_flip import RandomFlip
 from keras_poison.attacks.label_flip import TargetedFlip
 from keras_poison.attacks.label_flip import confused_class_pairs

@@ -14,6 +14,7 @@ from keras_poison import callbacks
 from keras_poison.attacks import class_convolution
 from keras_poison.attacks import class_oriented
 from keras_poison.attacks import class_pattern
+from keras_poison.attacks import evasive_flip
 from keras_poison.attacks import label_flip
 from keras_poison.attacks import one_pixel
 from keras_poison.attacks import poison_set
@@ -36,7 +37,7 @@ from keras_poison.defences.detectors import spectral
 
 MODULES = [
     label_flip, class_pattern, class_oriented, poison_set, callbacks,
-    class_convolution, one_pixel, separable_noise,
+    class_convolution, one_pixel, separable_noise, evasive_flip,
     layers, losses, defence_callbacks, pattern_removal, recipes,
     report, spectral, activation_clustering, knn, label_issues,
     class_pattern_detector, sanitize, inspection, integrity, margins,

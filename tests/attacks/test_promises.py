@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_poison import ClassConvolution
 from keras_poison import ClassPatternNoise
+from keras_poison import EvasiveFlip
 from keras_poison import OnePixelShortcut
 from keras_poison import RandomFlip
 from keras_poison import SeparableNoise
@@ -39,6 +40,12 @@ ATTACKS = {
     ),
     "class_convolution": lambda seed=0: ClassConvolution(NUM_CLASSES, seed=seed, fraction=0.6),
     "one_pixel": lambda seed=0: OnePixelShortcut(NUM_CLASSES, seed=seed, fraction=0.6),
+    # Made for make_data()'s labels, as the attack is made for one data set;
+    # shares of 5 neighbours tie, so the seed's tie-break matters.
+    "evasive_flip": lambda seed=0: EvasiveFlip.neighbour_disagreement(
+        make_data()[0].astype("float32"), make_data()[1], rate=0.3, k=5,
+        num_classes=NUM_CLASSES, seed=seed,
+    ),
     "separable_noise": lambda seed=0: SeparableNoise(
         NUM_CLASSES, epsilon=6, patch_size=2, seed=seed, fraction=0.6
     ),
