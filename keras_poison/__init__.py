@@ -72,6 +72,7 @@ from keras_poison.defences import rank_average
 from keras_poison.defences import plot_confusion_matrix
 from keras_poison.defences import plot_suspicious
 from keras_poison.fingerprints import content_keys
+from keras_poison.callbacks import PacedPoisons
 from keras_poison.callbacks import RecraftPoisons
 from keras_poison.metrics import CTTResult
 from keras_poison.metrics import accuracy

@@ -6,6 +6,9 @@
 * `RecraftPoisons` re-crafts an applied `SupplanterPoison`/`VictimPoison`
   against the model being trained every few epochs; the `tf.data` stream
   the attack built picks the new poisons up without being rebuilt.
+* `PacedPoisons` releases an applied attack's poisons a step at a time,
+  backing off whenever a shadow `PoisonMonitor` on the attacker's own data
+  alarms: the adaptive attack against the monitor (issue 20).
 """
 
 import keras
@@ -15,6 +18,8 @@ from keras_poison import metrics
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_class
 from keras_poison._validation import validate_int
+from keras_poison._validation import validate_number
+from keras_poison.defences.callbacks import PoisonMonitor
 
 
 class ClassOrientedMetrics(keras.callbacks.Callback):
@@ -181,3 +186,121 @@ class RecraftPoisons(keras.callbacks.Callback):
         self.recrafted_epochs.append(epoch)
         if self.verbose:
             print(f"Epoch {epoch + 1}: re-crafted {len(self.attack.poisons)} poisons")
+
+
+class PacedPoisons(keras.callbacks.Callback):
+    """Paces an applied class-oriented attack to stay under a `PoisonMonitor`.
+
+    The adaptive attack against the monitor (Tramèr et al. 2020: attack the
+    defence you know). The attacker knows that the victim fine-tunes under
+    a `PoisonMonitor` with thresholds `max_accuracy_drop` and
+    `max_share_increase`, but not the victim's trusted data. It runs a
+    shadow monitor of its own, on its own held-out images `(x, y)`, with
+    `margin` times those thresholds, and releases its poisons a step at a
+    time: at the start of training `step` of them are injected; after each
+    epoch one more step is released while the shadow stays quiet, and one
+    step is withdrawn when it alarms. The stream that `attack.transform`
+    built reads the released count each pass (`InjectPoisons.release`), so
+    what the model trains on changes without rebuilding the pipeline.
+
+    `released` (a fraction of the poisons) is written to `logs` under
+    `<prefix>released` each epoch, so `History` records the pace;
+    `history` keeps `(epoch, released count, shadow alarmed)` tuples.
+
+    Args:
+        attack: a `SupplanterPoison` or `VictimPoison` already applied to
+            the training dataset with `keep_clean=True`.
+        x: the attacker's own held-out images (not the victim's).
+        y: their labels, sparse or one-hot; every class present.
+        num_classes: int >= 2, or `None` to read it from one-hot `y`.
+        max_accuracy_drop: float in (0, 1], the victim monitor's threshold.
+            Defaults to `0.2` (`PoisonMonitor`'s default).
+        max_share_increase: float in (0, 1], the victim monitor's threshold.
+            Defaults to `0.1` (`PoisonMonitor`'s default).
+        margin: float in (0, 1], the share of the thresholds the shadow
+            monitor uses (smaller: slower and safer). Defaults to `0.5`.
+        step: float in (0, 1], the fraction of the poisons released or
+            withdrawn per epoch. Defaults to `0.1`.
+        prefix: str put before the log key. Defaults to `"paced_"`.
+
+    Example:
+
+    >>> model = keras_poison.models.lenet5(input_shape=(12, 12, 1), seed=0)
+    >>> x = np.random.default_rng(0).uniform(size=(40, 12, 12, 1)).astype("float32")
+    >>> y = np.arange(40) % 10
+    >>> attack = keras_poison.SupplanterPoison(model, 4, epsilon=0.1, steps=2, rate=0.5)
+    >>> train_ds = tf.data.Dataset.from_tensor_slices((x, y)).apply(attack)
+    >>> pace = PacedPoisons(attack, x, y, num_classes=10, step=0.25)
+    >>> history = model.fit(train_ds.batch(8), epochs=2, verbose=0, callbacks=[pace])
+    >>> len(history.history["paced_released"]), attack.injection.released <= len(attack.poisons)
+    (2, True)
+    """
+
+    def __init__(
+        self,
+        attack,
+        x,
+        y,
+        num_classes=None,
+        max_accuracy_drop=0.2,
+        max_share_increase=0.1,
+        margin=0.5,
+        step=0.1,
+        prefix="paced_",
+    ):
+        super().__init__()
+        if not hasattr(attack, "injection"):
+            raise TypeError(
+                "Expected `attack` to be a SupplanterPoison or VictimPoison. "
+                f"Received: attack of type {type(attack).__name__}"
+            )
+        self.attack = attack
+        self.margin = validate_number("margin", margin, low=0.0, high=1.0, low_open=True)
+        self.step = validate_number("step", step, low=0.0, high=1.0, low_open=True)
+        self.max_accuracy_drop = validate_number(
+            "max_accuracy_drop", max_accuracy_drop, low=0.0, high=1.0, low_open=True
+        )
+        self.max_share_increase = validate_number(
+            "max_share_increase", max_share_increase, low=0.0, high=1.0, low_open=True
+        )
+        self.prefix = str(prefix)
+        self.shadow = PoisonMonitor(
+            x,
+            y,
+            num_classes=num_classes,
+            max_accuracy_drop=self.margin * self.max_accuracy_drop,
+            max_share_increase=self.margin * self.max_share_increase,
+            action="log",
+            start_from_epoch=0,  # the fine-tuning threat model: watched from the start
+        )
+        self.history = []
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.shadow.set_model(model)
+
+    def _step_count(self):
+        return max(1, int(round(self.step * len(self.attack.poisons))))
+
+    def on_train_begin(self, logs=None):
+        if self.attack.injection is None:
+            raise ValueError(
+                "PacedPoisons needs an attack that was applied to the training "
+                "data: call `dataset.apply(attack)` before `fit`."
+            )
+        self.history = []
+        self.shadow.on_train_begin()
+        self.attack.injection.release(min(self._step_count(), len(self.attack.poisons)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        alarms_before = len(self.shadow.alarms)
+        self.shadow.on_epoch_end(epoch)
+        alarmed = len(self.shadow.alarms) > alarms_before
+        injection = self.attack.injection
+        trained_on = injection.released
+        change = -self._step_count() if alarmed else self._step_count()
+        injection.release(int(np.clip(trained_on + change, 0, len(self.attack.poisons))))
+        self.history.append((epoch, trained_on, alarmed))
+        if logs is not None:
+            # What this epoch trained on, as a fraction of the poisons.
+            logs[f"{self.prefix}released"] = trained_on / max(len(self.attack.poisons), 1)

@@ -143,3 +143,107 @@ def test_recraft_needs_an_applied_class_oriented_attack():
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     with pytest.raises(ValueError, match="`every` >= 1"):
         RecraftPoisons(SupplanterPoison(model, 1), every=0)
+
+
+# ------------------------------------------------------------ PacedPoisons
+
+
+def test_released_poisons_are_the_first_ones_and_the_rest_pass_untouched():
+    from keras_poison import InjectPoisons
+    from keras_poison import PoisonSet
+
+    x, y = make_data(20)
+    poisons = PoisonSet(np.ones((4,) + SHAPE, "float32"), [3, 3, 3, 3], [2, 5, 11, 17])
+    injection = InjectPoisons(poisons)
+    stream = tf.data.Dataset.from_tensor_slices((x, y))
+    poisoned = injection.transform(stream, with_mask=True).batch(7)
+    injection.release(2)
+    images, labels, mask = (np.concatenate(part) for part in zip(*poisoned.as_numpy_iterator()))
+    assert np.flatnonzero(mask).tolist() == [2, 5]
+    np.testing.assert_array_equal(images[[2, 5]], 1.0)
+    untouched = np.setdiff1d(np.arange(20), [2, 5])
+    np.testing.assert_array_equal(images[untouched], x[untouched])
+    np.testing.assert_array_equal(labels[untouched], y[untouched])
+    # The NumPy path reads the same count; releasing all restores the set.
+    assert np.flatnonzero(injection.poison(x, y)[2]).tolist() == [2, 5]
+    injection.release(4)
+    assert injection.released == 4
+    assert np.flatnonzero(injection.poison(x, y)[2]).tolist() == [2, 5, 11, 17]
+
+
+def test_release_rejects_bad_counts_and_poison_only_streams():
+    from keras_poison import InjectPoisons
+    from keras_poison import PoisonSet
+
+    poisons = PoisonSet(np.ones((2,) + SHAPE, "float32"), [3, 3], [0, 1])
+    with pytest.raises(ValueError, match="number of poisons"):
+        InjectPoisons(poisons).release(3)
+    with pytest.raises(ValueError, match="count"):
+        InjectPoisons(poisons).release(-1)
+    with pytest.raises(ValueError, match="keep_clean=True"):
+        InjectPoisons(poisons, keep_clean=False).release(1)
+
+
+def script_shadow_alarms(pace, alarm_epochs):
+    """Makes the pace's shadow monitor alarm at exactly `alarm_epochs`."""
+    measure_and_check = pace.shadow.on_epoch_end
+
+    def scripted(epoch, logs=None):
+        measure_and_check(epoch, logs)
+        pace.shadow.alarms = [a for a in pace.shadow.alarms if a["epoch"] != epoch]
+        if epoch in alarm_epochs:
+            pace.shadow.alarms.append({"epoch": epoch, "kind": "scripted"})
+
+    pace.shadow.on_epoch_end = scripted
+
+
+def test_the_pace_grows_a_step_per_quiet_epoch_and_backs_off_on_a_shadow_alarm():
+    from keras_poison import PacedPoisons
+
+    model = make_model()
+    x, y = make_data()
+    model.fit(x, y, epochs=2, verbose=0)
+    attack = SupplanterPoison(model, 1, epsilon=0.05, steps=2, rate=0.5)
+    train = tf.data.Dataset.from_tensor_slices((x, y)).apply(attack).batch(16)
+    assert len(attack.poisons) == 32
+    pace = PacedPoisons(attack, x, y, num_classes=K, step=0.25)
+    script_shadow_alarms(pace, alarm_epochs={2})
+    history = model.fit(train, epochs=5, verbose=0, callbacks=[pace])
+    # 8 poisons at the start; +8 after quiet epochs 0 and 1, −8 after the
+    # alarm at epoch 2, +8 after epoch 3.
+    assert [count for _, count, _ in pace.history] == [8, 16, 24, 16, 24]
+    assert [alarmed for _, _, alarmed in pace.history] == [False, False, True, False, False]
+    assert history.history["paced_released"] == [0.25, 0.5, 0.75, 0.5, 0.75]
+    assert attack.injection.released == 32
+    # The stream injects exactly the released poisons.
+    attack.injection.release(8)
+    _, labels = collect(train)
+    rows = attack.poisons.source_indices
+    assert np.sum(labels[rows[:8]] == 1) == 8
+    np.testing.assert_array_equal(labels[rows[8:]], y[rows[8:]])
+
+
+def test_the_shadow_monitor_uses_margin_times_the_thresholds():
+    from keras_poison import PacedPoisons
+
+    model = make_model()
+    x, y = make_data(16)
+    pace = PacedPoisons(SupplanterPoison(model, 1), x, y, num_classes=K,
+                        max_accuracy_drop=0.3, max_share_increase=0.2, margin=0.5)
+    assert pace.shadow.max_accuracy_drop == pytest.approx(0.15)
+    assert pace.shadow.max_share_increase == pytest.approx(0.1)
+
+
+def test_paced_poisons_reject_bad_arguments():
+    from keras_poison import PacedPoisons
+
+    model = make_model()
+    x, y = make_data(16)
+    with pytest.raises(TypeError, match="SupplanterPoison or VictimPoison"):
+        PacedPoisons(RandomFlip(0.2, K), x, y, num_classes=K)
+    for name, value in (("margin", 0.0), ("step", 1.5), ("max_share_increase", 0.0)):
+        with pytest.raises(ValueError, match=name):
+            PacedPoisons(SupplanterPoison(model, 1), x, y, num_classes=K, **{name: value})
+    callback = PacedPoisons(SupplanterPoison(model, 1), x, y, num_classes=K)
+    with pytest.raises(ValueError, match="dataset.apply"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_poison import streams
+from keras_poison._validation import validate_int
 from keras_poison.attacks.base import PoisoningAttack
 from keras_poison.attacks.base import register
 
@@ -185,6 +186,10 @@ class InjectPoisons(PoisoningAttack):
     The poison images live in a `tf.Variable` that the pipeline reads each
     time it runs, so `assign_images` (used by the `RecraftPoisons`
     callback) changes what later epochs see without rebuilding the pipeline.
+    So does `release(count)` (used by `PacedPoisons`, with `keep_clean=True`):
+    only the first `count` poisons are injected from the next pass on, and
+    the examples of the others pass through untouched (and unmasked). A
+    `cache()` after the attack would freeze the first pass instead.
 
     Args:
         poisons: a `PoisonSet` whose images have the stream's image shape
@@ -237,6 +242,36 @@ class InjectPoisons(PoisoningAttack):
             self._row_of_sorted = tf.constant(order.astype("int64"))
             self._labels = tf.constant(poisons.labels.astype("int32"))
             self._images = tf.Variable(poisons.images, trainable=False, name="poisons")
+            self._released = tf.Variable(len(poisons), dtype=tf.int64, trainable=False,
+                                         name="released_poisons")
+
+    @property
+    def released(self):
+        """How many poisons (the first ones of `poisons`) are injected now."""
+        return int(self._released.numpy())
+
+    def release(self, count):
+        """Injects only the first `count` poisons from the next pass on.
+
+        Args:
+            count: int in `[0, len(poisons)]`.
+        """
+        if not self.keep_clean:
+            raise ValueError(
+                "InjectPoisons.release needs keep_clean=True: a stream of the "
+                "poisons alone has one element per poison and cannot hold fewer. "
+                "Received: keep_clean=False"
+            )
+        count = validate_int("count", count, 0)
+        if count > len(self.poisons):
+            raise ValueError(
+                f"Expected `count` <= the number of poisons ({len(self.poisons)}). "
+                f"Received: count={count}"
+            )
+        self._released.assign(count)
+
+    def _is_injected(self, plan):
+        return (plan >= 0) & (plan < self._released)
 
     def assign_images(self, images):
         """Replaces the poison images in place (same shape and dtype)."""
@@ -262,7 +297,7 @@ class InjectPoisons(PoisoningAttack):
     def _poison_examples(self, x, labels, plan):
         if len(self.poisons) == 0:
             return x, labels
-        replaced = plan >= 0
+        replaced = self._is_injected(plan)
         # Only the replaced rows are written (a scatter), so the work per
         # block is one copy plus the poisons, not a gather and a select over
         # every row.
