@@ -17,12 +17,16 @@ For each seed, in one process:
    `KNNDetector(k=50)` (its features) and `LabelIssueDetector` (its own k
    folds on the attacked split); each report is scored against the
    attack's mask, and so is their `rank_average` (the three evidences
-   combined). The test accuracy of the model trained on the attacked
+   combined), once with its own count and once flagging `--budget` of the
+   examples (a defender who bounds the attacker's budget, as
+   `SpectralSignatureDetector(expected_poison_rate=...)` does). The test accuracy of the model trained on the attacked
    split is reported too: an evasive flip that does no damage evades
    nothing that matters.
 4. two defences of the accuracy, each from the same initial weights:
    `sanitized`, the attacked split with what `rank_average` flags dropped,
-   retrained; `gce`, the attacked split trained with
+   retrained (and the same with the budget's count, and with the budget's
+   flags relabelled to `rank_average`'s suggested labels, AUM's, instead
+   of dropped); `gce`, the attacked split trained with
    `GeneralizedCrossentropy(q=0.7)` (the loss of `label_flip_defences()`).
    Recovery = (defended − attacked) / (clean − attacked), with `clean` the
    surrogate's accuracy (the same protocol on the clean split).
@@ -55,12 +59,13 @@ ATTACK_LABELS = {
     "evasive_confidence": "evasive: least confident → runner-up",
     "evasive_knn": "evasive: neighbours' plurality",
 }
-DETECTORS = ("aum", "knn", "label_issues", "rank_average")
+DETECTORS = ("aum", "knn", "label_issues", "rank_average", "rank_average_budget")
 DETECTOR_LABELS = {
     "aum": "AUMDetector",
     "knn": "KNNDetector(k=50)",
     "label_issues": "LabelIssueDetector (confident learning)",
     "rank_average": "rank_average of all three",
+    "rank_average_budget": "rank_average, flagging the budget",
 }
 SETTINGS = {
     # dataset: (model, epochs, fold epochs)
@@ -74,6 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--dataset", default="mnist5k", choices=sorted(SETTINGS))
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--rate", type=float, default=0.2)
+    parser.add_argument(
+        "--budget", type=float, default=0.2,
+        help="the poisoning budget the defender assumes: rank_average_budget flags this fraction",
+    )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out", default="")
@@ -190,9 +199,21 @@ def run_cell(name, attack, args, seed, data):
     }
     keras.backend.clear_session(free_memory=True)
     reports["label_issues"] = label_detector(args, seed, x.shape[1:]).detect(x_p, y_p)
-    reports["rank_average"] = kp.rank_average(reports["aum"], reports["knn"], reports["label_issues"])
+    three = (reports["aum"], reports["knn"], reports["label_issues"])
+    reports["rank_average"] = kp.rank_average(*three)
+    # A defender who bounds the attacker's budget flags that many.
+    budget = int(round(args.budget * len(y_p)))
+    reports["rank_average_budget"] = kp.rank_average(*three, num_flagged=budget)
     keep = ~reports["rank_average"].flagged
     _, sanitized = fit(args, seed, x_p[keep], y_p[keep], test)
+    keras.backend.clear_session(free_memory=True)
+    keep = ~reports["rank_average_budget"].flagged
+    _, sanitized_budget = fit(args, seed, x_p[keep], y_p[keep], test)
+    keras.backend.clear_session(free_memory=True)
+    # Relabelled instead of dropped: the examples evasive flips pick are
+    # the informative ones near the class boundaries.
+    x_r, y_r = kp.Sanitize(reports["rank_average_budget"], action="relabel").apply(x_p, y_p)
+    _, relabelled_budget = fit(args, seed, x_r, y_r, test)
     keras.backend.clear_session(free_memory=True)
     _, gce = fit(args, seed, x_p, y_p, test, loss=kp.GeneralizedCrossentropy(q=0.7))
     keras.backend.clear_session(free_memory=True)
@@ -202,17 +223,21 @@ def run_cell(name, attack, args, seed, data):
         "rate": args.rate,
         "poisoned": int(mask.sum()),
         "attacked_test_accuracy": accuracy,
-        "evasive_budget": (
+        "passing_flips": (
             int(np.sum(attack.scores >= 0)) if isinstance(attack, kp.EvasiveFlip) else None
         ),
         "detections": {d: reports[d].evaluate(mask).as_dict() for d in DETECTORS},
         "sanitized_test_accuracy": sanitized,
+        "sanitized_budget_test_accuracy": sanitized_budget,
+        "relabelled_budget_test_accuracy": relabelled_budget,
         "gce_test_accuracy": gce,
         "seconds": time.perf_counter() - start,
     }
     log(f"  {name}: attacked test accuracy {accuracy:.4f}; " + ", ".join(
         f"{d} F1 {cell['detections'][d]['f1']:.3f}" for d in DETECTORS
-    ) + f"; sanitized {sanitized:.4f}, gce {gce:.4f} ({cell['seconds']:.0f} s)")
+    ) + f"; sanitized {sanitized:.4f}, at the budget {sanitized_budget:.4f}, relabelled "
+        f"{relabelled_budget:.4f}, gce {gce:.4f} "
+        f"({cell['seconds']:.0f} s)")
     return cell
 
 
@@ -252,24 +277,28 @@ def write_markdown(path, results):
         "the attack's mask, mean ± population std over seeds.",
         "",
         "| attack | " + " | ".join(DETECTOR_LABELS[d] + " F1" for d in DETECTORS)
-        + " | attacked test accuracy | recovery: sanitized | recovery: GCE | evasive budget |",
-        "|---|" + "---|" * (len(DETECTORS) + 4),
+        + " | attacked test accuracy | recovery: sanitized | recovery: sanitized at the budget "
+        "| recovery: relabelled at the budget | recovery: GCE | flips with score ≥ 0 |",
+        "|---|" + "---|" * (len(DETECTORS) + 6),
     ]
     for attack in ATTACKS:
         mine = [c for c in cells if c["attack"] == attack]
         if not mine:
             continue
         f1 = [mean_std([c["detections"][d]["f1"] for c in mine]) for d in DETECTORS]
-        budget = [c["evasive_budget"] for c in mine if c["evasive_budget"] is not None]
+        passing = [c["passing_flips"] for c in mine if c["passing_flips"] is not None]
         recoveries = [
             mean_std([recovery(results, c, key) for c in mine])
-            for key in ("sanitized_test_accuracy", "gce_test_accuracy")
+            for key in (
+                "sanitized_test_accuracy", "sanitized_budget_test_accuracy",
+                "relabelled_budget_test_accuracy", "gce_test_accuracy",
+            )
         ]
         lines.append(
             f"| {ATTACK_LABELS[attack]} | " + " | ".join(f1)
             + f" | {mean_std([100 * c['attacked_test_accuracy'] for c in mine])} "
             f"| {' | '.join(recoveries)} "
-            f"| {', '.join(map(str, budget)) if budget else '—'} |"
+            f"| {', '.join(map(str, passing)) if passing else '—'} |"
         )
     clean = [c for c in results.get("surrogates", {}).values()]
     if clean:
@@ -282,7 +311,9 @@ def write_markdown(path, results):
             + ", ".join(f"{c['detections'][d]['f1']:.3f}" for d in DETECTORS)
             + f"; accuracy: clean {100 * clean_accuracy(results, c):.1f}, attacked "
             f"{100 * c['attacked_test_accuracy']:.1f}, sanitized "
-            f"{100 * c['sanitized_test_accuracy']:.1f}, GCE {100 * c['gce_test_accuracy']:.1f}"
+            f"{100 * c['sanitized_test_accuracy']:.1f}, sanitized at the budget "
+            f"{100 * c['sanitized_budget_test_accuracy']:.1f}, relabelled at the budget "
+            f"{100 * c['relabelled_budget_test_accuracy']:.1f}, GCE {100 * c['gce_test_accuracy']:.1f}"
         )
     lines.append("")
     with open(path, "w") as f:
@@ -308,6 +339,7 @@ def main(argv=None):
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "dataset": args.dataset, "model": args.model, "epochs": args.epochs,
             "folds": args.folds, "fold_epochs": args.fold_epochs, "rate": args.rate,
+            "budget": args.budget,
         }
         for seed in args.seeds:
             todo = [a for a in ATTACKS if f"{a}|{seed}" not in results["cells"]]

@@ -47,11 +47,13 @@ class EvasiveFlip(PoisoningAttack):
       `KNNDetector`: a flip with a score >= 0 gets a label that is a
       plurality of its neighbours, which the kNN vote passes.
 
-    Known limit: the flips that evade are those with a score >= 0 (the
-    data already prefers another label); their number is the attack's
-    evasive budget, a property of the data set and the surrogate (27 of
-    1437 digits, 1.9%, with pixel features and `k=10`). Flips beyond it
-    are detected less often than random ones, not never.
+    Known limit: the flips that pass outright are those with a score >= 0
+    (the data already prefers another label); how many there are is a
+    property of the data set and the surrogate (27 of 1437 digits, 1.9%,
+    with pixel features and `k=10`). Flips beyond them are detected less
+    often than random ones, not never; and they still rank high, so a
+    detector that flags as many examples as the defender's assumed budget
+    finds most of them (docs/benchmarks.md §16).
 
     The plan belongs to one data set in one order: the labels it was made
     for are kept, and poisoning examples whose labels differ (another data

@@ -146,3 +146,21 @@ def test_any_plan_flips_exactly_round_rate_n_of_the_best_scored(n, num_classes, 
     stream = tf.data.Dataset.from_tensor_slices((np.zeros((n, 2), "float32"), labels)).batch(7)
     streamed = np.concatenate([b for _, b in attack.transform(stream, num_examples=n)])
     np.testing.assert_array_equal(streamed, y_p)
+
+
+def test_flagging_the_defenders_budget_finds_most_evasive_flips_again():
+    # The flips evade the detector's count, not its ranking: a defender who
+    # flags as many examples as it assumes were flipped (report.top) comes
+    # within 0.1 of its F1 on random flips (measured 0.88 against 0.97).
+    features, y = digits()
+    detector = KNNDetector(k=10)
+    budget = int(round(0.1 * len(y)))
+    f1 = {}
+    for name, attack in (
+        ("random", RandomFlip(0.1, 10, seed=0)),
+        ("evasive", EvasiveFlip.neighbour_disagreement(features, y, rate=0.1, k=10)),
+    ):
+        _, y_p, mask = attack.poison(features, y)
+        report = detector.detect(None, y_p, features=features)
+        f1[name] = report.with_flagged(report.top(budget)).evaluate(mask).f1
+    assert f1["evasive"] > f1["random"] - 0.1
