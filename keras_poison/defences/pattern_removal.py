@@ -61,6 +61,12 @@ class ClassPatternRemoval:
     layer in front of the model for that (docs/benchmarks.md §5 measures the
     pair). On aligned images such as digits, pass a `reference`.
 
+    Known adaptive failure: it removes only what its estimator sees. A
+    smooth pattern (`SmoothClassPattern`) passes the high-pass estimate
+    untouched, and a trusted reference of 500 CIFAR-10 images still leaves
+    0.70 of it, the class means of 50 images a class being noisier than a
+    16/255 smooth pattern (docs/benchmarks.md §15).
+
     Args:
         num_classes: int >= 2.
         kernel_size: odd int >= 3, the box blur that separates fine detail
