@@ -56,6 +56,7 @@ from keras_poison.defences import PartitionEnsemble
 from keras_poison.defences import PoisonMonitor
 from keras_poison.defences import RestoredWeightsCheck
 from keras_poison.defences import Sanitize
+from keras_poison.defences import SharpeningFrequencyFilter
 from keras_poison.defences import ShortcutSqueezing
 from keras_poison.defences import SeedDefences
 from keras_poison.defences import ClassPatternDefences

@@ -25,6 +25,7 @@ from keras_poison.defences.ensemble import member_error
 from keras_poison.defences.ensemble import vote_accuracy
 from keras_poison.defences.layers import ColourCentering
 from keras_poison.defences.layers import ImageAugmentation
+from keras_poison.defences.layers import SharpeningFrequencyFilter
 from keras_poison.defences.layers import ShortcutSqueezing
 from keras_poison.defences.losses import BootstrappingCrossentropy
 from keras_poison.defences.losses import GeneralizedCrossentropy

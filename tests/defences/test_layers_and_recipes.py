@@ -429,3 +429,141 @@ def test_squeezing_refuses_images_that_are_neither_gray_nor_rgb():
 
     with pytest.raises(ValueError, match="1 or 3 channels"):
         ShortcutSqueezing()(np.zeros((2, 8, 8, 4), "float32"))
+
+
+# ------------------------------------------------ SharpeningFrequencyFilter
+
+
+def sharpened_reference(images, centre):
+    """The fixed cross kernel of Kim & Sandoval-Segura, reflect-padded, in NumPy."""
+    neighbour = (centre - 1.0) / 4.0
+    padded = np.pad(images, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="reflect")
+    around = (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2]
+              + padded[:, 1:-1, 2:])
+    return np.clip(centre * images - neighbour * around, 0.0, 1.0)
+
+
+def low_passed_reference(images, keep):
+    from scipy import fft
+
+    coefficients = fft.dctn(images, axes=(1, 2), norm="ortho")
+    mask = np.zeros_like(coefficients)
+    mask[:, : int(images.shape[1] * keep), : int(images.shape[2] * keep)] = 1.0
+    return np.clip(fft.idctn(coefficients * mask, axes=(1, 2), norm="ortho"), 0.0, 1.0)
+
+
+def test_sharpening_filter_is_the_identity_at_inference():
+    from keras_poison import SharpeningFrequencyFilter
+
+    layer = SharpeningFrequencyFilter(seed=0)
+    np.testing.assert_array_equal(as_numpy(layer(IMAGES, training=False)), IMAGES)
+    np.testing.assert_array_equal(as_numpy(layer(IMAGES)), IMAGES)
+
+
+def test_fixed_sharpening_kernel_equals_the_numpy_convolution():
+    from keras_poison import SharpeningFrequencyFilter
+
+    layer = SharpeningFrequencyFilter(kernel_stddev=0.0, keep_frequencies=None)
+    np.testing.assert_allclose(
+        as_numpy(layer(IMAGES, training=True)), sharpened_reference(IMAGES, 2.5), atol=1e-5
+    )
+    flat = np.full((1, 8, 8, 3), 0.4, "float32")  # the kernel sums to 1
+    np.testing.assert_allclose(as_numpy(layer(flat, training=True)), flat, atol=1e-6)
+
+
+def test_frequency_filtering_equals_scipy_dct_low_pass():
+    from keras_poison import SharpeningFrequencyFilter
+
+    # centre 1 and no spread: the sharpening is the identity, only the filter acts.
+    layer = SharpeningFrequencyFilter(sharpening_centre=1.0, kernel_stddev=0.0,
+                                      keep_frequencies=0.5)
+    np.testing.assert_allclose(
+        as_numpy(layer(IMAGES, training=True)), low_passed_reference(IMAGES, 0.5), atol=1e-5
+    )
+    both = SharpeningFrequencyFilter(kernel_stddev=0.0, keep_frequencies=0.3)
+    rect = IMAGES[:, :, :6]  # unequal height and width: their own cut-offs
+    np.testing.assert_allclose(
+        as_numpy(both(rect, training=True)),
+        low_passed_reference(sharpened_reference(rect, 2.5), 0.3),
+        atol=1e-5,
+    )
+
+
+def test_random_kernels_differ_per_image_and_follow_the_seed():
+    from keras_poison import SharpeningFrequencyFilter
+
+    twins = np.repeat(IMAGES[:1], 4, axis=0)
+    out = as_numpy(SharpeningFrequencyFilter(keep_frequencies=None, seed=3)(twins, training=True))
+    assert all(np.abs(out[0] - out[i]).max() > 1e-3 for i in range(1, 4))
+    again = as_numpy(SharpeningFrequencyFilter(keep_frequencies=None, seed=3)(twins, training=True))
+    np.testing.assert_array_equal(out, again)
+
+
+def test_sharpening_undoes_part_of_a_blur():
+    # Why it counters CUDA: a blurred image, sharpened, lies closer to the original.
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.2, 0.8, size=(8, 32, 32, 3)).astype("float32")
+    x = as_numpy(keras.layers.AveragePooling2D(3, strides=1, padding="same")(x))
+    blurred = 0.6 * x + 0.1 * (np.roll(x, 1, 1) + np.roll(x, -1, 1) + np.roll(x, 1, 2)
+                               + np.roll(x, -1, 2))
+    from keras_poison import SharpeningFrequencyFilter
+
+    sharpened = as_numpy(SharpeningFrequencyFilter(kernel_stddev=0.0, keep_frequencies=None,
+                                                   sharpening_centre=2.0)(blurred, training=True))
+    assert np.abs(sharpened - x)[:, 1:-1, 1:-1].mean() < 0.8 * np.abs(blurred - x)[:, 1:-1, 1:-1].mean()
+
+
+def test_sharpening_filter_on_0_255_images_is_the_unit_result_scaled():
+    from keras_poison import SharpeningFrequencyFilter
+
+    unit = as_numpy(SharpeningFrequencyFilter(kernel_stddev=0.0)(IMAGES, training=True))
+    scaled = as_numpy(SharpeningFrequencyFilter(kernel_stddev=0.0, value_range=(0, 255))(
+        IMAGES * 255.0, training=True))
+    np.testing.assert_allclose(scaled, unit * 255.0, atol=1e-3)
+
+
+def test_sharpening_filter_refuses_images_outside_its_value_range():
+    from keras_poison import SharpeningFrequencyFilter
+
+    with pytest.raises(Exception, match="value_range"):
+        SharpeningFrequencyFilter()(IMAGES * 255.0, training=True)
+
+
+def test_sharpening_filter_refuses_a_cut_off_that_keeps_no_frequency():
+    from keras_poison import SharpeningFrequencyFilter
+
+    with pytest.raises(ValueError, match="keep_frequencies.*0.125"):
+        SharpeningFrequencyFilter(keep_frequencies=0.1)(IMAGES, training=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, name",
+    [
+        ({"sharpening_centre": 0.5}, ValueError, "sharpening_centre"),
+        ({"sharpening_centre": "sharp"}, TypeError, "sharpening_centre"),
+        ({"kernel_stddev": -0.1}, ValueError, "kernel_stddev"),
+        ({"keep_frequencies": 0.0}, ValueError, "keep_frequencies"),
+        ({"keep_frequencies": 1.5}, ValueError, "keep_frequencies"),
+        ({"value_range": (1, 0)}, ValueError, "value_range"),
+    ],
+)
+def test_sharpening_filter_bad_arguments_are_rejected(kwargs, error, name):
+    from keras_poison import SharpeningFrequencyFilter
+
+    with pytest.raises(error, match=name):
+        SharpeningFrequencyFilter(**kwargs)
+
+
+def test_model_with_sharpening_filter_trains_saves_and_loads(tmp_path):
+    from keras_poison import SharpeningFrequencyFilter
+
+    model = small_model(SharpeningFrequencyFilter(keep_frequencies=0.5, seed=1))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(IMAGES, np.arange(16) % 3, epochs=1, batch_size=8, verbose=0)
+    loaded = saved_and_loaded(model, tmp_path)
+    assert isinstance(loaded.layers[0], SharpeningFrequencyFilter)
+    config = loaded.layers[0].get_config()
+    assert config["keep_frequencies"] == 0.5 and config["seed"] == 1
+    rebuilt = SharpeningFrequencyFilter.from_config(
+        SharpeningFrequencyFilter(keep_frequencies=None, value_range=(0, 255)).get_config())
+    assert rebuilt.keep_frequencies is None and rebuilt.value_range == (0.0, 255.0)
