@@ -17,7 +17,11 @@ Protocols (`--protocol`):
   (`RandomFlip(rate=0.2, seed=--seed)`); the clean test split is evaluated:
   accuracy, per-class CFT (the drop of each class's accuracy from the
   defence's own clean model), and for `partition<k>` the certified-accuracy
-  curve of both models.
+  curve of both models. `--flips` chooses the flips: `random` (the
+  default), or flips placed to evade label-noise detectors (issue 20):
+  `least_confident` (`EvasiveFlip.least_confident` on 3-fold out-of-sample
+  probabilities of the `single` model on the clean split) or `neighbours`
+  (`EvasiveFlip.neighbour_disagreement` on that model's features, k = 50).
 * `finetune`: the class-oriented paper's protocol (§5.1). Every defence is
   trained on the clean training split (the base); poisons are crafted
   against the base `single` model (the attacker sees one model; for the
@@ -67,6 +71,12 @@ DEFAULT_DATA = os.path.normpath(
     os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10_subset.npz")
 )
 NUM_CLASSES = 10
+# --flips: the scenario name of the flipped cells in the JSON, and its label.
+FLIP_SCENARIOS = {
+    "random": ("random_flip", "random flips"),
+    "least_confident": ("evasive_confidence", "evasive flips: least confident → runner-up"),
+    "neighbours": ("evasive_knn", "evasive flips: neighbours' plurality"),
+}
 
 
 def parse_args(argv=None):
@@ -84,6 +94,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ema-momentum", type=float, default=0.99)
     parser.add_argument("--rate", type=float, default=0.2, help="flip protocol: flip rate")
+    parser.add_argument("--flips", choices=tuple(FLIP_SCENARIOS), default="random",
+                        help="flip protocol: random flips or flips placed to evade detectors")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-size", type=int, default=None, help="use only the first N")
     parser.add_argument("--test-size", type=int, default=None, help="use only the first N")
@@ -105,6 +117,8 @@ def parse_args(argv=None):
     stem = f"ensembles_{args.dataset}" if args.protocol == "flip" else (
         f"ensembles_finetune_{args.dataset}"
     )
+    if args.protocol == "flip" and args.flips != "random":
+        stem += f"_{args.flips}"
     args.out = args.out or os.path.join("benchmarks", "results", stem + ".json")
     args.plot = args.plot or os.path.join("docs", "img", stem.replace("ensembles", "ensembles_certified") + ".png")
     args.defences = [d for d in args.defences.split(",") if d]
@@ -245,13 +259,14 @@ def run_flip(report, args):
 
     x, y, x_test, y_test = load_data(args)
     build = builder(args, x.shape[1:], args.lr)
-    _, y_flipped, mask = RandomFlip(rate=args.rate, num_classes=NUM_CLASSES, seed=args.seed).poison(x, y)
+    flipped_scenario = FLIP_SCENARIOS[args.flips][0]
+    _, y_flipped, mask = flip_attack(args, x, y, build).poison(x, y)
     report.data["data"] = {"train": int(len(x)), "test": int(len(x_test)),
-                           "flipped": int(mask.sum())}
+                           "flipped": int(mask.sum()), "flips": args.flips}
     cells = report.data.setdefault("cells", {})
     for name in args.defences:
         predictions = {}
-        for scenario, labels in (("clean", y), ("random_flip", y_flipped)):
+        for scenario, labels in (("clean", y), (flipped_scenario, y_flipped)):
             key = f"{scenario}|{name}"
             if key in cells:
                 predictions[scenario] = np.array(cells[key]["predictions"])
@@ -261,7 +276,7 @@ def run_flip(report, args):
             pred, cell = measure(name, model, x_test, y_test)
             cell.update(seconds=seconds, predictions=pred.tolist())
             predictions[scenario] = pred
-            if scenario == "random_flip":
+            if scenario == flipped_scenario:
                 cft = cft_rate(y_test, predictions["clean"], pred, num_classes=NUM_CLASSES)
                 cell.update(cft=[float(v) for v in cft], cft_max=float(np.nanmax(cft)))
             cells[key] = cell
@@ -269,6 +284,33 @@ def run_flip(report, args):
             log(f"{key}: accuracy {cell['accuracy']:.4f} ({seconds:.0f} s)"
                 + (f", certified at 1 poison {cell['certified_accuracy'][1]:.4f}"
                    if "certified_accuracy" in cell else ""))
+
+
+def flip_attack(args, x, y, build):
+    """The flip attack of `--flips`, fitted where it needs a surrogate."""
+    import keras
+
+    from keras_poison import EvasiveFlip
+    from keras_poison import LabelIssueDetector
+    from keras_poison import RandomFlip
+    from keras_poison.defences.detectors import extract_features
+
+    if args.flips == "random":
+        return RandomFlip(rate=args.rate, num_classes=NUM_CLASSES, seed=args.seed)
+    # The attacker's surrogate: the undefended model on the clean split.
+    keras.utils.set_random_seed(args.seed)
+    if args.flips == "neighbours":
+        model = build(0)
+        model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
+        features = extract_features(model, x)
+        keras.backend.clear_session(free_memory=True)
+        return EvasiveFlip.neighbour_disagreement(
+            features, y, args.rate, k=50, num_classes=NUM_CLASSES, seed=args.seed)
+    probabilities = LabelIssueDetector(
+        build_model=lambda: build(0), num_folds=3, epochs=args.epochs,
+        batch_size=args.batch_size, seed=args.seed,
+    ).out_of_sample_probabilities(x, y)
+    return EvasiveFlip.least_confident(probabilities, y, args.rate, seed=args.seed)
 
 
 def stratified_subset(y, size, seed):
@@ -385,11 +427,13 @@ def write_outputs(report, args):
     lines = [f"# Ensembles ({data['settings']['protocol']} protocol, {data['settings']['dataset']})", "",
              f"Command: `{data['command']}`", ""]
     if data["settings"]["protocol"] == "flip":
-        lines += ["| defence | clean acc | 20% flips acc | drop | max class CFT | "
+        scenario, flip_label = FLIP_SCENARIOS[data["settings"].get("flips", "random")]
+        lines += [f"Flips: {flip_label}, rate {data['settings']['rate']}.", "",
+                  f"| defence | clean acc | {int(100 * data['settings']['rate'])}% flips acc | drop | max class CFT | "
                   "certified acc at 1 / 2 / 5 poisons (flipped) | seconds (clean + flipped) |",
                   "|---|---:|---:|---:|---:|---|---:|"]
         for name in data["settings"]["defences"]:
-            clean, flipped = cells.get(f"clean|{name}"), cells.get(f"random_flip|{name}")
+            clean, flipped = cells.get(f"clean|{name}"), cells.get(f"{scenario}|{name}")
             if not clean or not flipped:
                 continue
             curve = flipped.get("certified_accuracy")
@@ -430,14 +474,15 @@ def plot(report, args):
     for index, name in enumerate(data["settings"]["defences"]):
         if parse_defence(name)[0] != "partition":
             continue
-        for scenario, style in (("clean", "-"), ("random_flip", "--")):
+        flipped_scenario, flip_label = FLIP_SCENARIOS[data["settings"].get("flips", "random")]
+        for scenario, style in (("clean", "-"), (flipped_scenario, "--")):
             key = f"{scenario}|{name}" if data["settings"]["protocol"] == "flip" else None
             cell = cells.get(key) if key else None
             if cell is None:
                 continue
             curve = cell["certified_accuracy"]
             label = f"k={parse_defence(name)[1]}, " + (
-                "clean training set" if scenario == "clean" else f"{int(100 * args.rate)}% labels flipped")
+                "clean training set" if scenario == "clean" else f"{int(100 * args.rate)}% {flip_label}")
             ax.plot(np.arange(len(curve)), curve, marker=".", linestyle=style,
                     color=colours[index % len(colours)], label=label)
             drawn += 1
