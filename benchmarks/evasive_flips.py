@@ -68,6 +68,13 @@ DETECTOR_LABELS = {
     "rank_average": "rank_average of all three",
     "rank_average_budget": "rank_average, flagging the budget",
 }
+# Detectors of feature-space outliers, made for backdoors: read the
+# victim's features, not combined in rank_average.
+OUTLIER_DETECTORS = ("spectral_signature", "activation_clustering")
+OUTLIER_LABELS = {
+    "spectral_signature": "SpectralSignatureDetector(expected_poison_rate=rate)",
+    "activation_clustering": "ActivationClusteringDetector()",
+}
 SETTINGS = {
     # dataset: (model, epochs, fold epochs)
     "mnist5k": ("lenet5", 10, 10),
@@ -184,6 +191,19 @@ def attack_of(name, args, seed, y, features, probabilities):
     )
 
 
+def outlier_reports(args, model, x, y):
+    """The feature-outlier detectors' reports on the victim `model`'s features."""
+    import keras_poison as kp
+
+    features = kp.defences.detectors.extract_features(model, x)
+    return {
+        "spectral_signature": kp.SpectralSignatureDetector(
+            expected_poison_rate=args.rate).detect(None, y, features=features),
+        "activation_clustering": kp.ActivationClusteringDetector().detect(
+            None, y, features=features),
+    }
+
+
 def run_cell(name, attack, args, seed, data):
     import keras
 
@@ -197,6 +217,7 @@ def run_cell(name, attack, args, seed, data):
     reports = {
         "aum": recorder.detector_report(seed=seed),
         "knn": kp.KNNDetector(model, k=50).detect(x_p, y_p),
+        **outlier_reports(args, model, x_p, y_p),
     }
     keras.backend.clear_session(free_memory=True)
     reports["label_issues"] = label_detector(args, seed, x.shape[1:]).detect(x_p, y_p)
@@ -227,7 +248,8 @@ def run_cell(name, attack, args, seed, data):
         "passing_flips": (
             int(np.sum(attack.scores >= 0)) if isinstance(attack, kp.EvasiveFlip) else None
         ),
-        "detections": {d: reports[d].evaluate(mask).as_dict() for d in DETECTORS},
+        "detections": {d: reports[d].evaluate(mask).as_dict()
+                       for d in DETECTORS + OUTLIER_DETECTORS},
         "sanitized_test_accuracy": sanitized,
         "sanitized_budget_test_accuracy": sanitized_budget,
         "relabelled_budget_test_accuracy": relabelled_budget,
@@ -304,6 +326,20 @@ def write_markdown(path, results):
             f"| {' | '.join(recoveries)} "
             f"| {', '.join(map(str, passing)) if passing else '—'} |"
         )
+    outlier_rows = []
+    for attack in ATTACKS:
+        mine = [c for c in cells if c["attack"] == attack
+                and all(d in c["detections"] for d in OUTLIER_DETECTORS)]
+        if mine:
+            outlier_rows.append(
+                f"| {ATTACK_LABELS[attack]} | " + " | ".join(
+                    mean_std([c["detections"][d]["f1"] for c in mine]) + " ("
+                    + ", ".join(f"{c['detections'][d]['f1']:.3f}" for c in mine) + ")"
+                    for d in OUTLIER_DETECTORS) + " |")
+    if outlier_rows:
+        lines += ["", "Feature-outlier detectors on the victim's features (F1, mean ± std, per seed):",
+                  "", "| attack | " + " | ".join(OUTLIER_LABELS[d] for d in OUTLIER_DETECTORS) + " |",
+                  "|---|" + "---|" * len(OUTLIER_DETECTORS), *outlier_rows]
     clean = [c for c in results.get("surrogates", {}).values()]
     if clean:
         lines += ["", "Clean test accuracy (the surrogate, trained on the clean split): "
@@ -353,7 +389,11 @@ def main(argv=None):
                 a for a in ATTACKS
                 if "oracle_drop_test_accuracy" not in results["cells"].get(f"{a}|{seed}", {"x": 0})
             ]
-            if not todo and not missing_oracle:
+            missing_outliers = [
+                a for a in ATTACKS if f"{a}|{seed}" in results["cells"] and not all(
+                    d in results["cells"][f"{a}|{seed}"]["detections"] for d in OUTLIER_DETECTORS)
+            ]
+            if not todo and not missing_oracle and not missing_outliers:
                 continue
             log(f"\n=== seed {seed} ===")
             # Also the clean accuracy every recovery is measured against.
@@ -372,6 +412,21 @@ def main(argv=None):
                 _, oracle = fit(args, seed, x[~mask], y[~mask], test)
                 results["cells"][f"{name}|{seed}"]["oracle_drop_test_accuracy"] = oracle
                 log(f"  {name}: oracle drop {oracle:.4f}")
+                save_json(args.out, results)
+                write_markdown(os.path.splitext(args.out)[0] + ".md", results)
+            for name in missing_outliers:
+                # Cells from before these detectors: the victim model again
+                # (same seed and data, so the same protocol), its features read.
+                attack = attack_of(name, args, seed, data[0][1], features, probabilities)
+                (x, y), test = data
+                x_p, y_p, mask = attack.poison(x, y)
+                model, _ = fit(args, seed, x_p, y_p, test)
+                detections = results["cells"][f"{name}|{seed}"]["detections"]
+                for d, report in outlier_reports(args, model, x_p, y_p).items():
+                    detections[d] = report.evaluate(mask).as_dict()
+                keras.backend.clear_session(free_memory=True)
+                log(f"  {name}: " + ", ".join(
+                    f"{d} F1 {detections[d]['f1']:.3f}" for d in OUTLIER_DETECTORS))
                 save_json(args.out, results)
                 write_markdown(os.path.splitext(args.out)[0] + ".md", results)
     save_json(args.out, results)
