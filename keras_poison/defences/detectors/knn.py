@@ -24,14 +24,13 @@ class KNNDetector(FeatureSpaceDetector):
     label is not among the most frequent labels of the neighbours, and the
     most frequent one is suggested (ties go to the smaller class index).
 
-    Known adaptive failure: label flips placed where the data already
-    half-supports the new label (`EvasiveFlip`) pass far more often. On
-    MNIST 5k at 20% flips, F1 fell from 0.93–0.96 (random flips) to
-    0.52–0.75 for this detector family, through recall (precision stayed
-    above 0.9, AUROC 0.95–0.98). Flagging the defender's assumed budget
-    (`report.with_flagged(report.top(k))`, or `rank_average(...,
-    num_flagged=k)`) brings F1 back to 0.87 against 0.97 (docs/benchmarks.md
-    §16).
+    Known adaptive failure: flips to the plurality label of an example's
+    neighbours (`EvasiveFlip.neighbour_disagreement`) agree with exactly
+    what this detector reads. On MNIST 5k at 20% flips its F1 fell from
+    0.95 (random flips) to 0.70, through recall; flips aimed at confidence
+    (`EvasiveFlip.least_confident`) took it to 0.75. Flagging the
+    defender's budget with `rank_average(..., num_flagged=k)` brings the
+    combined F1 back to 0.87 (docs/benchmarks.md §16).
 
     Args:
         model: a `keras.Model` trained on the data under suspicion, or

@@ -59,14 +59,14 @@ class LabelIssueDetector:
     agrees with another detector (`consensus(report, KNNDetector(...)
     .detect(x, y))`).
 
-    Known adaptive failure: label flips placed where the data already
-    half-supports the new label (`EvasiveFlip`) pass far more often. On
-    MNIST 5k at 20% flips, F1 fell from 0.93–0.96 (random flips) to
-    0.52–0.75 for this detector family, through recall (precision stayed
-    above 0.9, AUROC 0.95–0.98). Flagging the defender's assumed budget
-    (`report.with_flagged(report.top(k))`, or `rank_average(...,
-    num_flagged=k)`) brings F1 back to 0.87 against 0.97 (docs/benchmarks.md
-    §16).
+    Known adaptive failure: flips to the runner-up class where a model is
+    least sure (`EvasiveFlip.least_confident`) are what confident learning
+    forgives most: on MNIST 5k at 20% flips its F1 fell from 0.93 (random
+    flips) to 0.54, and to 0.52 against neighbour-plurality flips, the
+    weakest of the three label detectors measured. Flagging the defender's
+    budget (`report.with_flagged(report.top(k))`, or `rank_average(...,
+    num_flagged=k)` with the other detectors) brings F1 back to 0.87
+    (docs/benchmarks.md §16).
 
     Args:
         build_model: `None`, or a function of no arguments that returns a

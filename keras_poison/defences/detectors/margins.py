@@ -195,14 +195,14 @@ class AUMDetector:
     rank first. Suggested labels are the classes the model favoured over
     the recorded epochs.
 
-    Known adaptive failure: label flips placed where the data already
-    half-supports the new label (`EvasiveFlip`) pass far more often. On
-    MNIST 5k at 20% flips, F1 fell from 0.93–0.96 (random flips) to
-    0.52–0.75 for this detector family, through recall (precision stayed
-    above 0.9, AUROC 0.95–0.98). Flagging the defender's assumed budget
-    (`report.with_flagged(report.top(k))`, or `rank_average(...,
-    num_flagged=k)`) brings F1 back to 0.87 against 0.97 (docs/benchmarks.md
-    §16).
+    Known adaptive failure: flips where a model is least sure
+    (`EvasiveFlip.least_confident`) have margins near zero by construction
+    (the new label was nearly as likely), where the mixture split leaves
+    many of them with the hard clean examples. On
+    MNIST 5k at 20% flips the F1 fell from 0.94 (random flips) to 0.74
+    (0.75 against neighbour-plurality flips), through recall; precision
+    stayed above 0.9. `report.with_flagged(report.top(k))` with the
+    defender's budget `k` flags by rank instead (docs/benchmarks.md §16).
 
     Args:
         build_model: `None`, or a function of no arguments returning a
