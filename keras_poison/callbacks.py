@@ -172,7 +172,14 @@ class RecraftPoisons(keras.callbacks.Callback):
         self.recrafted_epochs = []
 
     def on_train_begin(self, logs=None):
-        if self.attack.injection is None:
+        if getattr(self.attack, "stream_injection", None) is None:
+            if self.attack.injection is not None:
+                raise ValueError(
+                    "RecraftPoisons re-crafts the poisons of a tf.data stream, and "
+                    "this attack was applied only to arrays (`poison`), which "
+                    "re-crafting cannot change. Apply it to the training dataset, "
+                    "`train_ds = dataset.apply(attack)`, and fit on that."
+                )
             raise ValueError(
                 "RecraftPoisons needs an attack that was applied to the "
                 "training data: call `dataset.apply(attack)` before `fit`."
@@ -200,8 +207,16 @@ class PacedPoisons(keras.callbacks.Callback):
     time: at the start of training `step` of them are injected; after each
     epoch one more step is released while the shadow stays quiet, and one
     step is withdrawn when it alarms. The stream that `attack.transform`
-    built reads the released count each pass (`InjectPoisons.release`), so
-    what the model trains on changes without rebuilding the pipeline.
+    built (`attack.stream_injection`) reads the released count each pass
+    (`InjectPoisons.release`), so what the model trains on changes without
+    rebuilding the pipeline.
+
+    Each epoch must be one pass over that stream, so that what an epoch
+    trained on is what was released before it: pass the attacked dataset
+    to `fit` as it is, without `.repeat()` and `steps_per_epoch` (tf.data
+    would prepare the next pass ahead, with the old count). An epoch that
+    was not exactly one pass of it (a repeated stream, a shorter epoch, or
+    training on another stream than the attack's) raises an error.
 
     `released` (a fraction of the poisons) is written to `logs` under
     `<prefix>released` each epoch, so `History` records the pace;
@@ -232,7 +247,8 @@ class PacedPoisons(keras.callbacks.Callback):
     >>> train_ds = tf.data.Dataset.from_tensor_slices((x, y)).apply(attack)
     >>> pace = PacedPoisons(attack, x, y, num_classes=10, step=0.25)
     >>> history = model.fit(train_ds.batch(8), epochs=2, verbose=0, callbacks=[pace])
-    >>> len(history.history["paced_released"]), attack.injection.released <= len(attack.poisons)
+    >>> injection = attack.stream_injection
+    >>> len(history.history["paced_released"]), injection.released <= len(injection.poisons)
     (2, True)
     """
 
@@ -279,28 +295,52 @@ class PacedPoisons(keras.callbacks.Callback):
         super().set_model(model)
         self.shadow.set_model(model)
 
-    def _step_count(self):
-        return max(1, int(round(self.step * len(self.attack.poisons))))
+    def _step_count(self, injection):
+        return max(1, int(round(self.step * len(injection.poisons))))
 
-    def on_train_begin(self, logs=None):
-        if self.attack.injection is None:
+    def _injection(self):
+        injection = getattr(self.attack, "stream_injection", None)
+        if injection is None:
+            if self.attack.injection is not None:
+                raise ValueError(
+                    "PacedPoisons paces a tf.data stream, and this attack was "
+                    "applied only to arrays (`poison`), whose poisons are already "
+                    "in them. Apply it to the training dataset, "
+                    "`train_ds = dataset.apply(attack)`, and fit on that."
+                )
             raise ValueError(
                 "PacedPoisons needs an attack that was applied to the training "
                 "data: call `dataset.apply(attack)` before `fit`."
             )
+        return injection
+
+    def on_train_begin(self, logs=None):
+        injection = self._injection()
         self.history = []
         self.shadow.on_train_begin()
-        self.attack.injection.release(min(self._step_count(), len(self.attack.poisons)))
+        injection.release(min(self._step_count(injection), len(injection.poisons)))
+        self._passes = injection.passes
 
     def on_epoch_end(self, epoch, logs=None):
+        injection = self._injection()
+        passes = injection.passes - self._passes
+        if passes != 1:
+            raise RuntimeError(
+                f"PacedPoisons: epoch {epoch + 1} read {passes} passes of the "
+                "attack's poisons, not 1, so what it trained on is not what was "
+                "released. Give `fit` the stream `dataset.apply(attack)` built, "
+                "without `.repeat()` or `steps_per_epoch` (tf.data prepares a "
+                "repeated stream's next pass ahead, with the old count)."
+            )
+        self._passes = injection.passes
         alarms_before = len(self.shadow.alarms)
         self.shadow.on_epoch_end(epoch)
         alarmed = len(self.shadow.alarms) > alarms_before
-        injection = self.attack.injection
         trained_on = injection.released
-        change = -self._step_count() if alarmed else self._step_count()
-        injection.release(int(np.clip(trained_on + change, 0, len(self.attack.poisons))))
+        step = self._step_count(injection)
+        change = -step if alarmed else step
+        injection.release(int(np.clip(trained_on + change, 0, len(injection.poisons))))
         self.history.append((epoch, trained_on, alarmed))
         if logs is not None:
             # What this epoch trained on, as a fraction of the poisons.
-            logs[f"{self.prefix}released"] = trained_on / max(len(self.attack.poisons), 1)
+            logs[f"{self.prefix}released"] = trained_on / max(len(injection.poisons), 1)

@@ -247,3 +247,72 @@ def test_paced_poisons_reject_bad_arguments():
     callback = PacedPoisons(SupplanterPoison(model, 1), x, y, num_classes=K)
     with pytest.raises(ValueError, match="dataset.apply"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_paced_poisons_pace_the_stream_after_a_later_poison_on_arrays():
+    # Reading the mask with `poison` after `ds.apply(attack)` must not
+    # detach the pacing from the stream the model trains on.
+    from keras_poison import PacedPoisons
+
+    model = make_model()
+    x, y = make_data()
+    model.fit(x, y, epochs=1, verbose=0)
+    attack = SupplanterPoison(model, 1, epsilon=0.05, steps=2, rate=0.5)
+    base = tf.data.Dataset.from_tensor_slices((x, y))
+    train = base.apply(lambda d: attack.transform(d, with_mask=True)).batch(16)
+    _, _, truth = attack.poison(x, y)
+    assert attack.stream_injection is not attack.injection
+    fed = []
+    pace = PacedPoisons(attack, x, y, num_classes=K, step=0.25)
+    script_shadow_alarms(pace, alarm_epochs=set())
+    stream = attack.stream_injection
+    for epoch in range(3):
+        if epoch == 0:
+            pace.set_model(model)
+            pace.on_train_begin()
+        fed.append(int(sum(mask.numpy().sum() for _, _, mask in train)))
+        pace.on_epoch_end(epoch, {})
+    assert fed == [8, 16, 24]
+    assert [count for _, count, _ in pace.history] == [8, 16, 24]
+    assert stream.released == 32 and np.array_equal(np.sort(stream.poisons.source_indices),
+                                                    np.flatnonzero(truth))
+
+
+def test_paced_poisons_refuse_arrays_and_epochs_that_are_not_one_pass():
+    from keras_poison import PacedPoisons
+
+    model = make_model()
+    x, y = make_data()
+    model.fit(x, y, epochs=1, verbose=0)
+    attack = SupplanterPoison(model, 1, epsilon=0.05, steps=2, rate=0.5)
+    x_p, y_p, _ = attack.poison(x, y)
+    with pytest.raises(ValueError, match="only to arrays"):
+        model.fit(x_p, y_p, epochs=1, verbose=0,
+                  callbacks=[PacedPoisons(attack, x, y, num_classes=K)])
+    with pytest.raises(ValueError, match="only to arrays"):
+        model.fit(x_p, y_p, epochs=1, verbose=0, callbacks=[RecraftPoisons(attack)])
+    # A repeated stream: tf.data prepares the next pass with the old count.
+    train = tf.data.Dataset.from_tensor_slices((x, y)).apply(attack).repeat().batch(16)
+    pace = PacedPoisons(attack, x, y, num_classes=K, step=0.25)
+    with pytest.raises(RuntimeError, match="passes of the attack's poisons, not 1"):
+        model.fit(train, epochs=4, steps_per_epoch=len(x) // 16, verbose=0, callbacks=[pace])
+    # Training on another stream than the attack's: no pass of its poisons.
+    other = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    pace = PacedPoisons(attack, x, y, num_classes=K, step=0.25)
+    with pytest.raises(RuntimeError, match="read 0 passes"):
+        model.fit(other, epochs=1, verbose=0, callbacks=[pace])
+
+
+def test_injection_counts_the_passes_that_reach_its_poisons():
+    from keras_poison import InjectPoisons
+    from keras_poison import PoisonSet
+
+    x = np.zeros((12, 2, 2, 1), "float32")
+    y = np.arange(12) % 3
+    injection = InjectPoisons(PoisonSet(np.ones((2, 2, 2, 1), "float32"), [0, 0], [9, 4]))
+    stream = tf.data.Dataset.from_tensor_slices((x, y)).apply(injection)
+    for passes in (1, 2):
+        list(stream.batch(5))
+        assert injection.passes == passes
+    list(tf.data.Dataset.from_tensor_slices((x, y)).batch(4).apply(injection))
+    assert injection.passes == 3

@@ -27,7 +27,10 @@ class ClassConvolution(ImageShortcutAttack):
     entries uniform in `[0, blur)` and one entry, at a random place, set to
     `1` (the paper's "blur parameter" `p_b` and its reference code's centre
     weight). The same kernel filters every channel (a depthwise
-    convolution, zero padding). A poisoned image, in units of its range
+    convolution in the deep-learning sense, zero padding: `*` below is a
+    cross-correlation, the kernel not flipped, as `tf.nn.depthwise_conv2d`
+    and the authors' `Conv2d` compute it; `filters()` are the kernels as
+    applied). A poisoned image, in units of its range
     `u = (x - low) / (high - low)`, is
 
         u' = clip((H_y * u) / max(H_y * u), 0, 1)

@@ -16,6 +16,13 @@ examples by poisons crafted from them; `attack.poison(x, y)` does the same
 to arrays and returns the mask; `attack.craft(x, y)` crafts given seeds into
 a `PoisonSet` that can be saved and shared; the `RecraftPoisons` callback
 re-crafts against the model being trained.
+
+After an application, `attack.poisons` and `attack.injection` are those of
+the last one (stream or arrays), and `attack.stream_injection` is the
+`InjectPoisons` of the last stream `ds.apply(attack)` built: what
+`RecraftPoisons` and `PacedPoisons` act on, so that calling `poison` on
+arrays afterwards (to read a mask, say) leaves the training stream's
+poisons where they are.
 """
 
 import abc
@@ -122,6 +129,10 @@ class ClassOrientedPoison(abc.ABC):
         self.injection = None
         self._seed_images = None
         self._seed_labels = None
+        # The injection of the last stream `transform` built, which a later
+        # `poison` on arrays does not replace (the callbacks act on it).
+        self.stream_injection = None
+        self._stream_seeds = None
         self._crafters = {}
 
     # ------------------------------------------------------------------
@@ -396,6 +407,8 @@ class ClassOrientedPoison(abc.ABC):
                 "the attack before `shuffle` (or any random transformation)."
             )
         injection = self._prepare_injection(seed_images, seed_labels, chosen)
+        self.stream_injection = injection
+        self._stream_seeds = (self._seed_images, self._seed_labels)
         return injection.transform(
             dataset,
             num_examples=len(labels),
@@ -437,8 +450,11 @@ class ClassOrientedPoison(abc.ABC):
     def recraft(self, model):
         """Re-crafts the injected poisons against `model`, in place.
 
-        The stream built by `transform` reads the new images from its next
-        pass on (batches already prefetched keep the old ones).
+        The poisons of the last stream `transform` built (`stream_injection`)
+        when there is one, else those of the last `poison`. The stream reads
+        the new images from its next pass on (batches already prefetched
+        keep the old ones; through `.repeat()` tf.data may have prepared
+        the whole next pass already).
 
         Args:
             model: the `keras.Model` to craft against (e.g. the one being
@@ -452,14 +468,21 @@ class ClassOrientedPoison(abc.ABC):
                 f"{type(self).__name__}.recraft needs poisons to replace: apply "
                 "the attack to a dataset (or call `poison`) first."
             )
+        if self.stream_injection is not None:
+            injection = self.stream_injection
+            seed_images, seed_labels = self._stream_seeds
+        else:
+            injection = self.injection
+            seed_images, seed_labels = self._seed_images, self._seed_labels
         poisons = self.craft(
-            self._seed_images,
-            self._seed_labels,
-            indices=self.poisons.source_indices,
+            seed_images,
+            seed_labels,
+            indices=injection.poisons.source_indices,
             model=model,
         )
-        self.injection.assign_images(poisons.images)
-        self.poisons = poisons
+        injection.assign_images(poisons.images)
+        if injection is self.injection:
+            self.poisons = poisons
         return poisons
 
 

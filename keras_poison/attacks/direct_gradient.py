@@ -202,6 +202,8 @@ class DirectGradientPoison(ClassOrientedPoison):
         self.injection = None
         self._seed_images = None
         self._seed_labels = None
+        self.stream_injection = None
+        self._stream_seeds = None
         self._crafters = {}
 
     # ------------------------------------------------------------------

@@ -165,6 +165,10 @@ class EvasiveFlip(PoisoningAttack):
                 f"Expected labels in [0, {num_classes}) (the probabilities' width). "
                 f"Received: {int(labels.max())}"
             )
+        if not np.all(np.isfinite(probabilities)):
+            raise ValueError(
+                "Expected finite `probabilities`. Received: NaN or infinite values."
+            )
         rows = np.arange(len(labels))
         own = probabilities[rows, labels]
         others = probabilities.copy()
@@ -215,6 +219,11 @@ class EvasiveFlip(PoisoningAttack):
         if num_classes is None:
             num_classes = width if width is not None else int(labels.max()) + 1
         num_classes = validate_num_classes(num_classes)
+        if labels.size and labels.max() >= num_classes:
+            raise ValueError(
+                f"Expected `y` in [0, {num_classes}) (num_classes={num_classes}). "
+                f"Received: a label {int(labels.max())}"
+            )
         # One extra neighbour so the example itself can be left out, even
         # when duplicates make it not the first one returned.
         _, nearest = NearestNeighbors(n_neighbors=k + 1).fit(features).kneighbors(features)

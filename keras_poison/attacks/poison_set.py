@@ -189,7 +189,12 @@ class InjectPoisons(PoisoningAttack):
     So does `release(count)` (used by `PacedPoisons`, with `keep_clean=True`):
     only the first `count` poisons are injected from the next pass on, and
     the examples of the others pass through untouched (and unmasked). A
-    `cache()` after the attack would freeze the first pass instead.
+    `cache()` after the attack would freeze the first pass instead. "The
+    next pass" is the next one tf.data *computes*: through `.repeat()` (or
+    `fit(steps_per_epoch=...)`, which keeps one iterator) its prefetching
+    may have prepared part or all of it already. `passes` counts the passes
+    that have reached the first poison (in stream order), so a caller can
+    tell: `PacedPoisons` refuses an epoch that was not exactly one pass.
 
     Args:
         poisons: a `PoisonSet` whose images have the stream's image shape
@@ -244,11 +249,26 @@ class InjectPoisons(PoisoningAttack):
             self._images = tf.Variable(poisons.images, trainable=False, name="poisons")
             self._released = tf.Variable(len(poisons), dtype=tf.int64, trainable=False,
                                          name="released_poisons")
+            self._passes = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                       name="passes_reaching_poisons")
+        # The row of the first poison in stream order: a block that holds it
+        # is a pass reaching the poisons.
+        self._first_row = int(order[0]) if len(poisons) else None
 
     @property
     def released(self):
         """How many poisons (the first ones of `poisons`) are injected now."""
         return int(self._released.numpy())
+
+    @property
+    def passes(self):
+        """How many passes over the data have reached the first poison.
+
+        Counted as the poisons are computed (by a stream, or by `poison` on
+        arrays), one per pass; a pass that tf.data prepared ahead counts
+        when it was prepared.
+        """
+        return int(self._passes.numpy())
 
     def release(self, count):
         """Injects only the first `count` poisons from the next pass on.
@@ -297,7 +317,10 @@ class InjectPoisons(PoisoningAttack):
     def _poison_examples(self, x, labels, plan):
         if len(self.poisons) == 0:
             return x, labels
-        replaced = self._is_injected(plan)
+        reached = tf.reduce_any(tf.equal(plan, self._first_row))
+        count_pass = self._passes.assign_add(tf.cast(reached, tf.int64))
+        with tf.control_dependencies([count_pass]):
+            replaced = self._is_injected(plan)
         # Only the replaced rows are written (a scatter), so the work per
         # block is one copy plus the poisons, not a gather and a select over
         # every row.

@@ -122,6 +122,15 @@ class SeparableNoise(ImageShortcutAttack):
     def _check_image_spec(self, image_shape, dtype):
         super()._check_image_spec(image_shape, dtype)
         self._check_spatial_images(image_shape)
+        if np.issubdtype(np.dtype(dtype), np.integer) and self.epsilon < 1:
+            # An RMS change below one grey level rounds to no change at all.
+            raise ValueError(
+                f"SeparableNoise on integer images ({np.dtype(dtype)}) needs `epsilon` "
+                ">= 1 grey level: the noise's per-pixel scale is `epsilon`, and less "
+                "than one level rounds away. Received: "
+                f"epsilon={self.epsilon}. Give it in grey levels (6 for the paper's "
+                "6/255), or scale the images to floats in [0, 1]."
+            )
         centres = self.centres(image_shape)
         if len(np.unique(centres, axis=0)) < self.num_classes:
             raise ValueError(

@@ -11,6 +11,7 @@ uses them loads from `.keras` after `import keras_poison`.
 """
 
 import keras
+import numpy as np
 
 from keras_poison._validation import validate_number
 from keras_poison._validation import validate_value_range
@@ -276,13 +277,20 @@ class ShortcutSqueezing(keras.layers.Layer):
 
     def __init__(self, grayscale=True, jpeg_quality=10, value_range=(0, 1), **kwargs):
         super().__init__(**kwargs)
+        if not isinstance(grayscale, (bool, np.bool_)):
+            raise TypeError(
+                f"Expected `grayscale` to be a bool. Received: grayscale={grayscale!r}"
+            )
         self.grayscale = bool(grayscale)
         if jpeg_quality is not None:
-            if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int):
+            if isinstance(jpeg_quality, (bool, np.bool_)) or not isinstance(
+                jpeg_quality, (int, np.integer)
+            ):
                 raise TypeError(
                     "Expected `jpeg_quality` to be an int in [0, 100] or None. "
                     f"Received: jpeg_quality={jpeg_quality!r}"
                 )
+            jpeg_quality = int(jpeg_quality)
             if not 0 <= jpeg_quality <= 100:
                 raise ValueError(
                     f"Expected `jpeg_quality` in [0, 100]. Received: jpeg_quality={jpeg_quality}"
@@ -310,6 +318,12 @@ class ShortcutSqueezing(keras.layers.Layer):
             gray = tf.image.rgb_to_grayscale(images)
             images = tf.repeat(gray, 3, axis=-1)
         if training and self.jpeg_quality is not None:
+            if len(images.shape) != 4:
+                raise ValueError(
+                    "ShortcutSqueezing compresses batches of images (batch, height, "
+                    f"width, channels) in training. Received: input shape "
+                    f"{tuple(images.shape)}"
+                )
             unit = _checked_range(images, self.value_range, "ShortcutSqueezing")
             unit = tf.cast((unit - low) / (high - low), tf.float32)
             quality = self.jpeg_quality
@@ -423,6 +437,13 @@ class SharpeningFrequencyFilter(keras.layers.Layer):
     def call(self, inputs, training=None):
         if not training:
             return inputs
+        shape = tuple(inputs.shape)
+        if len(shape) != 4 or any(side is not None and side < 2 for side in shape[1:3]):
+            raise ValueError(
+                "SharpeningFrequencyFilter works on batches of images (batch, "
+                "height, width, channels) at least 2x2 pixels. Received: input "
+                f"shape {shape}"
+            )
         low, high = self.value_range
         images = keras.ops.cast(
             _checked_range(inputs, self.value_range, "SharpeningFrequencyFilter"),
@@ -463,8 +484,9 @@ class SharpeningFrequencyFilter(keras.layers.Layer):
                 "SharpeningFrequencyFilter needs images of a known height and "
                 f"width. Received: input shape {tuple(images.shape)}"
             )
-        rows = _dct_low_pass(height, int(height * self.keep_frequencies), "height")
-        columns = _dct_low_pass(width, int(width * self.keep_frequencies), "width")
+        # A small tolerance so that 0.29 * 100 keeps 29, not 28.999... -> 28.
+        rows = _dct_low_pass(height, int(height * self.keep_frequencies + 1e-9), "height")
+        columns = _dct_low_pass(width, int(width * self.keep_frequencies + 1e-9), "width")
         rows = keras.ops.convert_to_tensor(rows, self.compute_dtype)
         columns = keras.ops.convert_to_tensor(columns, self.compute_dtype)
         return keras.ops.einsum("hi,bijc,wj->bhwc", rows, images, columns)
@@ -489,8 +511,6 @@ def _dct_low_pass(size, kept, axis_name):
     With D the orthonormal DCT-II matrix, D[:kept].T @ D[:kept] transforms,
     zeroes the higher coefficients and transforms back in one product.
     """
-    import numpy as np
-
     if kept < 1:
         raise ValueError(
             "SharpeningFrequencyFilter would keep no frequency along the image "

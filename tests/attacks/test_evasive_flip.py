@@ -164,3 +164,16 @@ def test_flagging_the_defenders_budget_finds_most_evasive_flips_again():
         report = detector.detect(None, y_p, features=features)
         f1[name] = report.with_flagged(report.top(budget)).evaluate(mask).f1
     assert f1["evasive"] > f1["random"] - 0.1
+
+
+def test_builders_refuse_labels_outside_num_classes_and_non_finite_probabilities():
+    from keras_poison import EvasiveFlip
+
+    features = np.random.default_rng(0).normal(size=(20, 4))
+    y = np.arange(20) % 4
+    with pytest.raises(ValueError, match=r"`y` in \[0, 2\) \(num_classes=2\). Received: a label 3"):
+        EvasiveFlip.neighbour_disagreement(features, y, rate=0.2, k=3, num_classes=2)
+    probabilities = np.full((20, 4), 0.25)
+    probabilities[3, 1] = np.nan
+    with pytest.raises(ValueError, match="finite `probabilities`"):
+        EvasiveFlip.least_confident(probabilities, y, rate=0.2)

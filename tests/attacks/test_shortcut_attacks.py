@@ -206,6 +206,18 @@ def test_separable_noise_refuses_images_too_small_for_distinct_centres():
         SeparableNoise(num_classes=3, epsilon=0)
 
 
+def test_separable_noise_refuses_a_float_budget_on_integer_images():
+    # 6/255 on uint8 images rounds to no change: a "poisoned" set that is clean.
+    x = np.random.default_rng(0).integers(0, 256, size=(20, 32, 32, 3)).astype("uint8")
+    y = np.arange(20) % 10
+    with pytest.raises(ValueError, match="integer images.*grey level.*epsilon=0.0235"):
+        SeparableNoise(num_classes=10, epsilon=6 / 255, seed=0).poison(x, y)
+    with pytest.raises(ValueError, match="grey level"):
+        tf.data.Dataset.from_tensor_slices((x, y)).apply(SeparableNoise(10, 6 / 255))
+    _, _, mask = SeparableNoise(num_classes=10, epsilon=6, seed=0).poison(x, y)
+    assert mask.all()
+
+
 # ------------------------------------------------- the adaptive pattern --
 
 

@@ -1,6 +1,7 @@
 """ImageAugmentation, seed_defences() and RestoredWeightsCheck."""
 
 import os
+import re
 import warnings
 
 import keras
@@ -443,12 +444,14 @@ def sharpened_reference(images, centre):
     return np.clip(centre * images - neighbour * around, 0.0, 1.0)
 
 
-def low_passed_reference(images, keep):
+def low_passed_reference(images, keep=None, kept=None):
+    """SciPy's orthonormal DCT, its lowest rows and columns kept (a share or counts)."""
     from scipy import fft
 
+    rows, columns = kept or (int(images.shape[1] * keep), int(images.shape[2] * keep))
     coefficients = fft.dctn(images, axes=(1, 2), norm="ortho")
     mask = np.zeros_like(coefficients)
-    mask[:, : int(images.shape[1] * keep), : int(images.shape[2] * keep)] = 1.0
+    mask[:, :rows, :columns] = 1.0
     return np.clip(fft.idctn(coefficients * mask, axes=(1, 2), norm="ortho"), 0.0, 1.0)
 
 
@@ -567,3 +570,28 @@ def test_model_with_sharpening_filter_trains_saves_and_loads(tmp_path):
     rebuilt = SharpeningFrequencyFilter.from_config(
         SharpeningFrequencyFilter(keep_frequencies=None, value_range=(0, 255)).get_config())
     assert rebuilt.keep_frequencies is None and rebuilt.value_range == (0.0, 255.0)
+
+
+def test_shortcut_layers_refuse_what_they_cannot_filter_with_clear_errors():
+    from keras_poison import SharpeningFrequencyFilter
+    from keras_poison import ShortcutSqueezing
+
+    layer = SharpeningFrequencyFilter()
+    for shape in ((8, 8, 3), (2, 1, 9, 3)):
+        with pytest.raises(ValueError, match="at least 2x2.*" + re.escape(str(shape))):
+            layer(np.zeros(shape, "float32"), training=True)
+    with pytest.raises(ValueError, match="batches of images"):
+        ShortcutSqueezing()(np.zeros((8, 8, 3), "float32"), training=True)
+    with pytest.raises(TypeError, match="grayscale"):
+        ShortcutSqueezing(grayscale="False")
+    assert ShortcutSqueezing(jpeg_quality=np.int64(20)).get_config()["jpeg_quality"] == 20
+
+
+def test_frequency_cut_off_keeps_what_the_share_says_despite_float_error():
+    from keras_poison import SharpeningFrequencyFilter
+
+    x = np.random.default_rng(0).uniform(size=(1, 100, 100, 1)).astype("float32")
+    layer = SharpeningFrequencyFilter(sharpening_centre=1.0, kernel_stddev=0.0,
+                                      keep_frequencies=0.29)
+    np.testing.assert_allclose(as_numpy(layer(x, training=True)),
+                               low_passed_reference(x, kept=(29, 29)), atol=1e-4)
