@@ -105,6 +105,7 @@ DEFENCES = {
     "squeeze": ("shortcut squeezing", "`ShortcutSqueezing()`: grayscale (train and test) + JPEG quality 10 (training)"),
     "squeeze_aug": ("shortcut squeezing + augmentation", "`ImageAugmentation()` + `ShortcutSqueezing()`"),
     "sharpen_ff": ("sharpening + frequency filtering", "`SharpeningFrequencyFilter()`: random sharpening kernels + DCT low-pass 30% (training only; Kim & Sandoval-Segura 2024)"),
+    "sharpen_aug": ("sharpening + augmentation", "`SharpeningFrequencyFilter(keep_frequencies=None)` (random sharpening kernels only, the authors' RSK) + `ImageAugmentation()`"),
     "sharpen_ff_aug": ("sharpening + frequency filtering + augmentation", "`SharpeningFrequencyFilter()` + `ImageAugmentation()`"),
     "randaugment": ("RandAugment", "`keras.layers.RandAugment(value_range=(0, 1))` (Cubuk et al. 2020), training only"),
     "removal_centre_aug": (
@@ -259,6 +260,9 @@ def build_and_compile(defence, seed, input_shape):
         front += [kp.ImageAugmentation(seed=seed), kp.ShortcutSqueezing()]
     elif defence == "sharpen_ff":
         front.append(kp.SharpeningFrequencyFilter(seed=seed))
+    elif defence == "sharpen_aug":
+        front += [kp.SharpeningFrequencyFilter(keep_frequencies=None, seed=seed),
+                  kp.ImageAugmentation(seed=seed)]
     elif defence == "sharpen_ff_aug":
         # The authors' order: sharpen, filter, then the usual augmentation.
         front += [kp.SharpeningFrequencyFilter(seed=seed), kp.ImageAugmentation(seed=seed)]
