@@ -575,6 +575,12 @@ class PartitionEnsemble(_VotingEnsemble):
     (and `member_error` as its loss), and it saves to `.keras` and loads
     back with `keras.saving.load_model`.
 
+    Known adaptive failure (outside the certificate): a budget far beyond
+    the certified radius, spent where the data half-supports the new
+    labels (`EvasiveFlip`, 800 of 4,000 MNIST labels), took 3.3–6.7 points
+    with k = 5 or 10, where random flips took at most 1.2 (docs/benchmarks.md
+    §18). The certificate is for a few poisons; many are only measured.
+
     Args:
         build_model: a function returning a compiled `keras.Model` (a
             functional model or a `Sequential` that starts with
@@ -814,6 +820,11 @@ class BaggingEnsemble(_VotingEnsemble):
 
     Unlike `PartitionEnsemble`, bagging comes with no deterministic
     certificate: one poison can be drawn into every member.
+
+    Known adaptive failure: every bag holds about the same share of the
+    flips, so the vote repeats their effect. Evasive flips (`EvasiveFlip`,
+    20% of MNIST 5k) took 5.4–7.2 points from `BaggingEnsemble(k=5)`, against
+    0.8 for random flips (docs/benchmarks.md §18).
 
     Args:
         build_model: a function returning a compiled `keras.Model` mapping

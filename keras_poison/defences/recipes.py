@@ -176,6 +176,11 @@ def label_flip_defences(q=0.7, value_range=(0, 1), horizontal_flip=True, from_lo
     Train for long enough: the pair pays off once plain cross-entropy would
     fit the wrong labels.
 
+    Known adaptive failure: flips where the data half-supports the new label
+    (`EvasiveFlip`) are what a noise-robust loss forgives: on MNIST 5k at
+    20% flips `GeneralizedCrossentropy(q=0.7)` recovered none of the 6–7
+    points they took (−0.13, 3 seeds; docs/benchmarks.md §16).
+
     Args:
         q: float in (0, 1], the exponent of generalized cross-entropy.
             Defaults to `0.7` (the paper's CIFAR-10 value).
@@ -229,6 +234,12 @@ def averaged_weights(
       that validation during `fit` (and with `swap_on_epoch=True`, the
       callbacks after it, such as `EarlyStopping` or `ModelCheckpoint`) sees
       the averaged weights too.
+
+    Known adaptive failure: averaging smooths the last steps, not what
+    every step learns. Against flips placed where a model is least sure or
+    where the neighbours agree with the new label (`EvasiveFlip`, 20% of
+    MNIST 5k) the averaged model lost 6.1–6.3 points, against 1.1 for
+    random flips (docs/benchmarks.md §10, §18).
 
     Args:
         optimizer: an optimizer name (`"sgd"`, `"adam"`, ...), config dict
