@@ -293,7 +293,7 @@ def write_markdown(path, results):
         "",
         "Commands:",
         "",
-        *[f"    {c}" for c in results["commands"]],
+        *[f"    {c}" for c in dict.fromkeys(results["commands"])],  # each once
         "",
         f"Machine: {meta.get('cpu_model', '?')}, nproc {meta.get('nproc', '?')}; "
         f"model {meta.get('model', '?')}, {meta.get('epochs', '?')} epochs, "

@@ -33,6 +33,11 @@ class SpectralSignatureDetector(FeatureSpaceDetector):
     Works with any functional or Sequential model, or with precomputed
     `features=`.
 
+    Known adaptive failure: label flips that follow the data
+    (`EvasiveFlip`) are no outliers along the top singular direction: on
+    MNIST 5k at 20% flips its F1 fell from 0.67 (random flips) to 0.35–0.37
+    (3 seeds, docs/benchmarks.md §16).
+
     Args:
         model: a `keras.Model` trained on the data under suspicion, or
             `None` to always pass `features=`. Defaults to `None`.
