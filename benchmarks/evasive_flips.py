@@ -28,7 +28,9 @@ For each seed, in one process:
    flags relabelled to `rank_average`'s suggested labels, AUM's, instead
    of dropped); and `oracle drop`, exactly the flipped examples dropped,
    the ceiling of any detector that drops; `gce`, the attacked split trained with
-   `GeneralizedCrossentropy(q=0.7)` (the loss of `label_flip_defences()`).
+   `GeneralizedCrossentropy(q=0.7)` (the loss of `label_flip_defences()`),
+   and likewise `sce` (`SymmetricCrossentropy(0.1, 1.0)`) and `bootstrap`
+   (`BootstrappingCrossentropy(0.95)`), the other noise-robust losses.
    Recovery = (defended − attacked) / (clean − attacked), with `clean` the
    surrogate's accuracy (the same protocol on the clean split).
 
@@ -70,6 +72,11 @@ DETECTOR_LABELS = {
 }
 # Detectors of feature-space outliers, made for backdoors: read the
 # victim's features, not combined in rank_average.
+# The noise-robust losses besides GCE, each trained on the attacked split.
+ROBUST_LOSSES = {
+    "sce": ("SymmetricCrossentropy(0.1, 1.0)", lambda kp: kp.SymmetricCrossentropy(0.1, 1.0)),
+    "bootstrap": ("BootstrappingCrossentropy(0.95)", lambda kp: kp.BootstrappingCrossentropy(0.95)),
+}
 OUTLIER_DETECTORS = ("spectral_signature", "activation_clustering")
 OUTLIER_LABELS = {
     "spectral_signature": "SpectralSignatureDetector(expected_poison_rate=rate)",
@@ -204,6 +211,19 @@ def outlier_reports(args, model, x, y):
     }
 
 
+def robust_loss_accuracies(args, seed, x, y, test):
+    """`{"<loss>_test_accuracy": ...}` of each `ROBUST_LOSSES` model on `(x, y)`."""
+    import keras
+
+    import keras_poison as kp
+
+    accuracies = {}
+    for name, (_, make) in ROBUST_LOSSES.items():
+        _, accuracies[f"{name}_test_accuracy"] = fit(args, seed, x, y, test, loss=make(kp))
+        keras.backend.clear_session(free_memory=True)
+    return accuracies
+
+
 def run_cell(name, attack, args, seed, data):
     import keras
 
@@ -239,6 +259,7 @@ def run_cell(name, attack, args, seed, data):
     keras.backend.clear_session(free_memory=True)
     _, gce = fit(args, seed, x_p, y_p, test, loss=kp.GeneralizedCrossentropy(q=0.7))
     keras.backend.clear_session(free_memory=True)
+    robust = robust_loss_accuracies(args, seed, x_p, y_p, test)
     cell = {
         "attack": name,
         "seed": seed,
@@ -254,6 +275,7 @@ def run_cell(name, attack, args, seed, data):
         "sanitized_budget_test_accuracy": sanitized_budget,
         "relabelled_budget_test_accuracy": relabelled_budget,
         "gce_test_accuracy": gce,
+        **robust,
         "seconds": time.perf_counter() - start,
     }
     log(f"  {name}: attacked test accuracy {accuracy:.4f}; " + ", ".join(
@@ -340,6 +362,19 @@ def write_markdown(path, results):
         lines += ["", "Feature-outlier detectors on the victim's features (F1, mean ± std, per seed):",
                   "", "| attack | " + " | ".join(OUTLIER_LABELS[d] for d in OUTLIER_DETECTORS) + " |",
                   "|---|" + "---|" * len(OUTLIER_DETECTORS), *outlier_rows]
+    loss_rows = []
+    for attack in ATTACKS:
+        mine = [c for c in cells if c["attack"] == attack
+                and all(f"{loss}_test_accuracy" in c for loss in ROBUST_LOSSES)]
+        if mine:
+            loss_rows.append(f"| {ATTACK_LABELS[attack]} | " + " | ".join(
+                mean_std([recovery(results, c, key) for c in mine]) for key in
+                ["gce_test_accuracy", *[f"{loss}_test_accuracy" for loss in ROBUST_LOSSES]]) + " |")
+    if loss_rows:
+        lines += ["", "Noise-robust losses on the attacked split (recovery, mean ± std over seeds):",
+                  "", "| attack | GeneralizedCrossentropy(q=0.7) | "
+                  + " | ".join(label for label, _ in ROBUST_LOSSES.values()) + " |",
+                  "|---|" + "---|" * (1 + len(ROBUST_LOSSES)), *loss_rows]
     clean = [c for c in results.get("surrogates", {}).values()]
     if clean:
         lines += ["", "Clean test accuracy (the surrogate, trained on the clean split): "
@@ -393,7 +428,12 @@ def main(argv=None):
                 a for a in ATTACKS if f"{a}|{seed}" in results["cells"] and not all(
                     d in results["cells"][f"{a}|{seed}"]["detections"] for d in OUTLIER_DETECTORS)
             ]
-            if not todo and not missing_oracle and not missing_outliers:
+            missing_losses = [
+                a for a in ATTACKS if f"{a}|{seed}" in results["cells"] and not all(
+                    f"{loss}_test_accuracy" in results["cells"][f"{a}|{seed}"]
+                    for loss in ROBUST_LOSSES)
+            ]
+            if not todo and not missing_oracle and not missing_outliers and not missing_losses:
                 continue
             log(f"\n=== seed {seed} ===")
             # Also the clean accuracy every recovery is measured against.
@@ -427,6 +467,15 @@ def main(argv=None):
                 keras.backend.clear_session(free_memory=True)
                 log(f"  {name}: " + ", ".join(
                     f"{d} F1 {detections[d]['f1']:.3f}" for d in OUTLIER_DETECTORS))
+                save_json(args.out, results)
+                write_markdown(os.path.splitext(args.out)[0] + ".md", results)
+            for name in missing_losses:
+                attack = attack_of(name, args, seed, data[0][1], features, probabilities)
+                (x, y), test = data
+                x_p, y_p, _ = attack.poison(x, y)
+                robust = robust_loss_accuracies(args, seed, x_p, y_p, test)
+                results["cells"][f"{name}|{seed}"].update(robust)
+                log(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in robust.items()))
                 save_json(args.out, results)
                 write_markdown(os.path.splitext(args.out)[0] + ".md", results)
     save_json(args.out, results)
