@@ -330,7 +330,8 @@ class PacedPoisons(keras.callbacks.Callback):
                 "attack's poisons, not 1, so what it trained on is not what was "
                 "released. Give `fit` the stream `dataset.apply(attack)` built, "
                 "without `.repeat()` or `steps_per_epoch` (tf.data prepares a "
-                "repeated stream's next pass ahead, with the old count)."
+                "repeated stream's next pass ahead, with the old count), and do "
+                "not read it again within the epoch (as validation data, say)."
             )
         self._passes = injection.passes
         alarms_before = len(self.shadow.alarms)
