@@ -271,6 +271,11 @@ class GeneralizedCrossentropy(_ConfiguredLoss):
     weighted down by `p_y^q`, so examples the model confidently disagrees
     with (often the flipped ones) pull less.
 
+    Known adaptive failure: a flip the model does not confidently disagree
+    with is not weighted down. `EvasiveFlip` places them there: on MNIST 5k
+    at 20% flips, q = 0.7 recovered none of the 6–7 points they took
+    (recovery −0.13 and −0.14, 3 seeds; docs/benchmarks.md §16).
+
     Args:
         q: float in (0, 1]. Defaults to `0.7` (the paper's choice).
         from_logits: bool, whether `y_pred` are logits. Defaults to `False`.
@@ -316,6 +321,11 @@ class SymmetricCrossentropy(_ConfiguredLoss):
     ICCV 2019, eqs. 5–7). The reverse term is noise-tolerant (for one-hot
     labels it is `-log_zero * (1 - p_y)`, a scaled MAE); the small CE term
     keeps training fast on hard classes.
+
+    Known adaptive failure: flips on borderline examples (`EvasiveFlip`)
+    leave `p_y` near the new label's, where the reverse term is no more
+    tolerant than cross-entropy: on MNIST 5k at 20% flips `(0.1, 1.0)`
+    recovered nothing (−0.11 and −0.06, 3 seeds; docs/benchmarks.md §16).
 
     Args:
         alpha: float >= 0, weight of the cross-entropy. Defaults to `0.1`
@@ -374,6 +384,11 @@ class BootstrappingCrossentropy(_ConfiguredLoss):
     `beta * y + (1 - beta) * p` ("soft", eq. 6) or
     `beta * y + (1 - beta) * onehot(argmax p)` ("hard", eq. 7), so once the
     model is confident that a label is wrong, the label pulls less.
+
+    Known adaptive failure: the model is never confident that a flip on a
+    borderline example is wrong (`EvasiveFlip`): on MNIST 5k at 20% flips
+    soft bootstrapping with beta 0.95 recovered nothing (−0.03 and +0.04,
+    3 seeds; docs/benchmarks.md §16).
 
     Args:
         beta: float in [0, 1], the weight of the given label. Defaults to
