@@ -114,9 +114,16 @@ class Sanitize:
         self.suggested_labels = (
             None if suggested_labels is None else np.asarray(suggested_labels, np.int64)
         )
+        if self.suggested_labels is not None and self.suggested_labels.min(initial=0) < 0:
+            raise ValueError(
+                "Expected `suggested_labels` to be class indices >= 0. Received: a "
+                f"label {int(self.suggested_labels.min())}"
+            )
         if key == "content":
             self._content_table = _content_table(
-                report.content_keys, self.flagged, self.suggested_labels
+                report.content_keys,
+                self.flagged,
+                self.suggested_labels if action == "relabel" else None,
             )
 
     @property
@@ -177,6 +184,9 @@ class Sanitize:
         return hit, tf.gather(labels, position)
 
     def _check_width(self, width, labels):
+        """Refuses labels a one-hot stream of `width` cannot hold (relabel only)."""
+        if self.action != "relabel":
+            return
         if width is not None and labels is not None and labels.max(initial=0) >= width:
             raise ValueError(
                 f"Expected suggested labels below the one-hot width {width}. "
@@ -207,8 +217,9 @@ class Sanitize:
         layout = streams.describe(
             dataset, caller="Sanitize", batched=batched, image_key=image_key
         )
-        if layout.label_format == streams.ONE_HOT:
-            self._check_width(layout.label_width, self.suggested_labels)
+        if layout.label_format == streams.ONE_HOT and self.suggested_labels is not None:
+            # Only the labels written: those of flagged examples.
+            self._check_width(layout.label_width, self.suggested_labels[self.flagged])
         if self.key == "index":
             streams.check_positional(
                 dataset,
@@ -352,7 +363,8 @@ class Sanitize:
 def _content_table(keys, flagged, suggested_labels):
     """Sorted unique keys with their flag and suggested label, as constants.
 
-    Raises when two examples with the same content are treated differently,
+    Raises when two examples with the same content are treated differently
+    (flagged and not, or, with `suggested_labels`, relabelled differently),
     since no stream could tell them apart.
     """
     keys = np.asarray(keys, np.int64)
@@ -363,13 +375,19 @@ def _content_table(keys, flagged, suggested_labels):
     keys, flags, labels = keys[order], flagged[order], labels[order]
     unique, first = np.unique(keys, return_index=True)
     group = np.searchsorted(unique, keys)
-    conflict = (flags != flags[first][group]) | (flags & (labels != labels[first][group]))
-    if np.any(conflict):
-        example = int(order[np.flatnonzero(conflict)[0]])
+    flag_conflict = flags != flags[first][group]
+    label_conflict = flags & (labels != labels[first][group])
+    if np.any(flag_conflict | label_conflict):
+        at = np.flatnonzero(flag_conflict | label_conflict)[0]
+        example = int(order[at])
+        what = (
+            "is flagged where another example with its content is not"
+            if flag_conflict[at]
+            else "has another suggested label than a flagged example with its content"
+        )
         raise ValueError(
-            "Expected examples with the same image and label to be flagged alike "
-            f"for key='content'. Received: example {example} has the content of "
-            "another example that the report treats differently; use key='index'."
+            "Expected examples with the same image and label to be treated alike "
+            f"for key='content'. Received: example {example} {what}; use key='index'."
         )
     if len(unique) == 0:
         unique, first = np.array([-1], np.int64), np.array([0])

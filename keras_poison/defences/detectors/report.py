@@ -196,12 +196,15 @@ class DetectionReport:
         return DetectionMetrics(precision, recall, f1, auroc, num_flagged, num_poisoned)
 
     def with_flagged(self, flagged):
-        """A copy of the report with another flagged set (e.g. the top k)."""
+        """A copy of the report with another flagged set (e.g. the top k).
+
+        Args:
+            flagged: a bool mask `(n,)`, or integer indices of the flagged
+                examples (as `top(k)` returns).
+        """
         flagged = np.asarray(flagged)
         if flagged.dtype != bool:
-            mask = np.zeros(self.num_examples, bool)
-            mask[flagged.astype(np.int64)] = True
-            flagged = mask
+            flagged = self._indices_as_mask(flagged)
         return DetectionReport(
             self.scores,
             flagged,
@@ -211,6 +214,30 @@ class DetectionReport:
             self.details,
             self.content_keys,
         )
+
+    def _indices_as_mask(self, indices):
+        n = self.num_examples
+        if indices.size and not np.issubdtype(indices.dtype, np.integer):
+            raise TypeError(
+                "Expected `flagged` to be a bool mask or integer indices. "
+                f"Received: flagged of dtype {indices.dtype}"
+            )
+        indices = indices.reshape(-1).astype(np.int64)
+        if indices.size == n and n > 2 and np.isin(indices, (0, 1)).all():
+            # Indices would repeat 0 and 1 n times: this is a 0/1 mask.
+            raise ValueError(
+                f"`flagged` holds {n} zeros and ones, one per example: a 0/1 mask, "
+                "not indices. Pass it as bool (`mask.astype(bool)`), or pass the "
+                "flagged examples' indices."
+            )
+        if indices.size and (indices.min() < 0 or indices.max() >= n):
+            raise ValueError(
+                f"Expected flagged indices in [0, {n}). Received: indices from "
+                f"{int(indices.min())} to {int(indices.max())}"
+            )
+        mask = np.zeros(n, bool)
+        mask[indices] = True
+        return mask
 
     # ------------------------------------------------------------------
     # Files.
@@ -330,6 +357,10 @@ def _optional_labels(name, value, length):
         )
     if not np.issubdtype(array.dtype, np.integer):
         raise TypeError(f"Expected `{name}` to hold integer labels. Received: {name}.dtype={array.dtype}")
+    if array.size and array.min() < 0:
+        raise ValueError(
+            f"Expected `{name}` to be class indices >= 0. Received: a label {int(array.min())}"
+        )
     return array.astype(np.int64)
 
 
@@ -374,6 +405,7 @@ def consensus(*reports):
         suggested_labels=suggested,
         given_labels=_given_labels(reports),
         detector="consensus(" + ", ".join(r.detector for r in reports) + ")",
+        content_keys=_content_keys(reports),
     )
 
 
@@ -394,7 +426,8 @@ def rank_average(*reports, num_flagged="mean"):
         *reports: two or more `DetectionReport`s on the same examples.
         num_flagged: `"mean"`, or an int >= 0: how many of the examples
             with the highest mean rank are flagged. `"mean"` flags the
-            rounded mean of the reports' flagged counts. Defaults to
+            mean of the reports' flagged counts, rounded half to even
+            (NumPy's `round`: 2.5 flags 2). Defaults to
             `"mean"`.
 
     Returns:
@@ -436,6 +469,7 @@ def rank_average(*reports, num_flagged="mean"):
         given_labels=_given_labels(reports),
         detector="rank_average(" + ", ".join(r.detector for r in reports) + ")",
         details={"num_flagged": count},
+        content_keys=_content_keys(reports),
     )
 
 
@@ -450,6 +484,25 @@ def _check_same_examples(reports):
         raise ValueError(
             f"Expected reports on the same examples. Received: sizes {sorted(sizes)}"
         )
+    # Reports are combined by position: what they carry of the examples
+    # (content keys, the labels they saw) must agree position by position.
+    for name in ("content_keys", "given_labels"):
+        carried = [(i, getattr(r, name)) for i, r in enumerate(reports)
+                   if getattr(r, name) is not None]
+        for i, values in carried[1:]:
+            first, reference = carried[0]
+            differ = np.flatnonzero(np.asarray(values) != np.asarray(reference))
+            if differ.size:
+                raise ValueError(
+                    "Expected reports on the same examples in the same order. "
+                    f"Received: reports {first} and {i} differ in `{name}` at example "
+                    f"{int(differ[0])} (made on the data in another order?). "
+                    "Make every report on the same arrays."
+                )
+
+
+def _content_keys(reports):
+    return next((r.content_keys for r in reports if r.content_keys is not None), None)
 
 
 def _mean_rank(reports):

@@ -210,3 +210,48 @@ def test_repr_shows_detector_counts_and_config_not_arrays():
 def test_repr_of_a_bare_report_has_only_the_counts():
     report = DetectionReport(np.zeros(1000), np.arange(1000) < 7)
     assert repr(report) == "DetectionReport(detector='unknown', num_examples=1000, num_flagged=7)"
+
+
+# ------------------------------------- regressions of the hostile-user pass
+
+
+def test_with_flagged_takes_a_bool_mask_or_indices_and_refuses_a_0_1_integer_mask():
+    report = DetectionReport(np.array([0.9, 0.1, 0.8, 0.2]), np.array([True, False, True, False]))
+    assert report.with_flagged(np.array([False, True, False, True])).flagged_indices.tolist() == [1, 3]
+    assert report.with_flagged(report.top(1)).flagged_indices.tolist() == [0]
+    assert report.with_flagged(np.array([3, 1])).flagged_indices.tolist() == [1, 3]
+    with pytest.raises(ValueError, match="0/1 mask, not indices"):
+        report.with_flagged(np.array([0, 1, 0, 1]))
+    with pytest.raises(TypeError, match="bool mask or integer indices"):
+        report.with_flagged(np.array([0.0, 1.0, 0.0, 1.0]))
+    for bad in ([-1], [4]):
+        with pytest.raises(ValueError, match=r"indices in \[0, 4\)"):
+            report.with_flagged(bad)
+
+
+def test_reports_on_the_data_in_another_order_are_refused_and_keys_carried():
+    from keras_poison import consensus
+    from keras_poison import rank_average
+
+    x = np.arange(16, dtype=np.uint8).reshape(4, 2, 2, 1)
+    y = np.array([0, 1, 0, 1])
+    a = DetectionReport(np.array([.9, .1, .8, .2]), np.array([1, 0, 1, 0])).with_content_keys(x, y)
+    order = [3, 2, 1, 0]
+    b = DetectionReport(a.scores[order], a.flagged[order]).with_content_keys(x[order], y[order])
+    for combine in (consensus, rank_average):
+        with pytest.raises(ValueError, match="same order.*`content_keys` at example 0"):
+            combine(a, b)
+    c = DetectionReport(np.array([.7, .2, .9, .1]), np.array([1, 0, 1, 0])).with_content_keys(x, y)
+    for combine in (consensus, rank_average):
+        combined = combine(a, c)
+        np.testing.assert_array_equal(combined.content_keys, a.content_keys)
+        assert combined.flagged_indices.tolist() == [0, 2]
+    seen = DetectionReport(np.zeros(4), np.zeros(4, bool), given_labels=np.array([0, 1, 0, 1]))
+    other = DetectionReport(np.zeros(4), np.zeros(4, bool), given_labels=np.array([1, 0, 1, 0]))
+    with pytest.raises(ValueError, match="`given_labels` at example 0"):
+        rank_average(seen, other)
+
+
+def test_negative_suggested_labels_are_refused():
+    with pytest.raises(ValueError, match="class indices >= 0"):
+        DetectionReport(np.zeros(3), np.zeros(3, bool), suggested_labels=np.array([0, -1, 0]))

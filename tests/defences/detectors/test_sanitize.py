@@ -176,3 +176,37 @@ def test_unbatched_relabel_keeps_the_size(data, report):
     assert int(ds.cardinality()) == N
     labels = np.array([int(label) for _, label in ds])
     np.testing.assert_array_equal(labels, Sanitize(report, action="relabel").apply(x, y)[1])
+
+
+# ------------------------------------- regressions of the hostile-user pass
+
+
+def test_one_hot_stream_and_arrays_agree_on_what_suggested_labels_are_checked():
+    n = 6
+    x = np.zeros((n, 2, 2, 1), np.float32) + np.arange(n, dtype=np.float32)[:, None, None, None]
+    y = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    flagged = np.eye(n, dtype=bool)[1]
+    # Out of the one-hot width only where nothing is written: unflagged, or a drop.
+    for action, suggested in (("drop", [5, 5, 0, 0, 0, 0]), ("relabel", [5, 2, 0, 0, 0, 0])):
+        sanitize = Sanitize(DetectionReport(np.zeros(n), flagged,
+                                            suggested_labels=np.array(suggested)), action)
+        x_np, y_np = sanitize.apply(x, y)
+        streamed = list(tf.data.Dataset.from_tensor_slices((x, y)).apply(sanitize)
+                        .as_numpy_iterator())
+        np.testing.assert_array_equal(np.stack([e[0] for e in streamed]), x_np)
+        np.testing.assert_array_equal(np.stack([e[1] for e in streamed]), y_np)
+    with pytest.raises(ValueError, match="class indices >= 0"):
+        Sanitize(DetectionReport(np.zeros(n), flagged), "relabel",
+                 suggested_labels=np.array([0, -1, 0, 0, 0, 0]))
+
+
+def test_content_keyed_drop_accepts_flagged_duplicates_with_other_suggestions():
+    x = np.zeros((3, 2, 2, 1), np.uint8)
+    x[2] += 1
+    y = np.array([0, 0, 1])
+    report = DetectionReport(np.zeros(3), np.array([True, True, False]),
+                             suggested_labels=np.array([1, 2, 0])).with_content_keys(x, y)
+    x_kept, y_kept = Sanitize(report, "drop", key="content").apply(x, y)
+    np.testing.assert_array_equal(y_kept, [1])
+    with pytest.raises(ValueError, match="another suggested label than a flagged example"):
+        Sanitize(report, "relabel", key="content")
