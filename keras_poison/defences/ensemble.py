@@ -755,23 +755,44 @@ class PartitionEnsemble(_VotingEnsemble):
             )
         k = self.k
 
-        def part_and_label(*element):
-            part = tf.math.floormod(_image_keys_tensor(element[0][None]), k)[0]
+        def key_and_label(*element):
+            key = _image_keys_tensor(element[0][None])[0]
             label = element[1]
             if one_hot:
                 label = tf.argmax(label, output_type=tf.int64)
-            return part, tf.reshape(tf.cast(label, tf.int64), ())
+            return key, tf.reshape(tf.cast(label, tf.int64), ())
 
-        counts = np.zeros(k, np.int64)
-        total = 0
-        for parts, labels in dataset.map(part_and_label).batch(4096).as_numpy_iterator():
-            if labels.size and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise ValueError(
-                    f"Expected dataset labels in [0, {self.num_classes}). Received: "
-                    f"a label {int(labels.min() if labels.min() < 0 else labels.max())}"
-                )
-            counts += np.bincount(parts, minlength=k)
-            total += len(parts)
+        def parts_digest(check_labels):
+            """Per part: how many examples, and the wrapping sum of their keys."""
+            counts = np.zeros(k, np.int64)
+            digest = np.zeros(k, np.uint64)
+            for keys, labels in dataset.map(key_and_label).batch(4096).as_numpy_iterator():
+                if check_labels and labels.size and (
+                    labels.min() < 0 or labels.max() >= self.num_classes
+                ):
+                    raise ValueError(
+                        f"Expected dataset labels in [0, {self.num_classes}). Received: "
+                        f"a label {int(labels.min() if labels.min() < 0 else labels.max())}"
+                    )
+                parts = np.mod(keys, k)
+                counts += np.bincount(parts, minlength=k)
+                np.add.at(digest, parts, keys.view(np.uint64))
+            return counts, digest
+
+        counts, digest = parts_digest(check_labels=True)
+        total = int(counts.sum())
+        # Parts are chosen by content, and every member reads the stream
+        # again: one that yields other images on another pass (a random map
+        # before `fit`) would train members on other parts than counted,
+        # and void the certificate. Two passes must agree.
+        counts_again, digest_again = parts_digest(check_labels=False)
+        if not (np.array_equal(counts, counts_again) and np.array_equal(digest, digest_again)):
+            raise ValueError(
+                "PartitionEnsemble.fit: the dataset yielded other images on a second "
+                "pass (a random map or augmentation before `fit`?). Parts are chosen "
+                "by each image's content and every member reads the stream again, so "
+                "it must yield the same images each pass: augment inside the model."
+            )
         if k > total:
             raise ValueError(
                 f"Expected `k` <= the number of training examples ({total}): every "
@@ -786,12 +807,12 @@ class PartitionEnsemble(_VotingEnsemble):
                     tf.math.floormod(_image_keys_tensor(element[0][None]), k)[0], index
                 )
 
-            # The counting pass gave the size: Keras shows progress and a
-            # stream that changes between passes (random images before the
-            # hash) fails loudly instead of training members on other parts.
+            # The counting pass gave the size: Keras shows progress, and a
+            # stream that changes later still fails on the part's exact size.
             batches = -(-int(counts[index]) // batch_size)
             return (
                 dataset.filter(in_part)
+                .apply(tf.data.experimental.assert_cardinality(int(counts[index])))
                 .batch(batch_size)
                 .apply(tf.data.experimental.assert_cardinality(batches))
                 .prefetch(tf.data.AUTOTUNE)

@@ -406,3 +406,17 @@ def test_bad_certificate_inputs_are_refused():
 def test_public_names_are_flat():
     assert keras_poison.PartitionEnsemble is PartitionEnsemble
     assert keras_poison.certified_accuracy is certified_accuracy
+
+
+def test_a_stream_with_random_images_before_fit_is_refused_before_training():
+    # A random map before the hash would put examples in other parts on
+    # each member's pass, and void the certificate (hostile-user pass).
+    x = np.random.default_rng(0).random((40, 8, 8, 1)).astype("float32")
+    y = np.arange(40) % NUM_CLASSES
+    generator = tf.random.Generator.from_seed(1)  # its state moves on every pass
+    noisy = tf.data.Dataset.from_tensor_slices((x, y)).map(
+        lambda image, label: (image + generator.uniform(tf.shape(image)) * 0.01, label))
+    ensemble = PartitionEnsemble(build_dense, k=3, num_classes=NUM_CLASSES)
+    with pytest.raises(ValueError, match="other images on a second pass"):
+        ensemble.fit(noisy, epochs=1, batch_size=8, verbose=0)
+    assert not ensemble.trained
