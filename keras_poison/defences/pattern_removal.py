@@ -325,7 +325,11 @@ class ClassPatternRemoval:
             with tf.init_scope():
                 table = self._pattern_tensor = tf.constant(self.patterns)
         low, high = self._range(images.dtype)
-        values = tf.cast(images, tf.float32)
+        # float64 images are worked on in float64: a round trip through
+        # float32 would change every pixel, even where the pattern is zero.
+        work = tf.float64 if images.dtype == tf.float64 else tf.float32
+        values = tf.cast(images, work)
+        table = tf.cast(table, work)
         # Images outside the stated range are an error, never a silent clip.
         inside = tf.debugging.Assert(
             tf.logical_and(

@@ -158,3 +158,19 @@ def test_reference_missing_a_class_is_rejected():
 def test_reference_that_is_not_a_pair_is_rejected():
     with pytest.raises(TypeError, match="reference"):
         ClassPatternRemoval(num_classes=4).fit(X, Y, reference=X)
+
+
+def test_float64_images_are_untouched_where_the_pattern_is_zero():
+    # A float32 round trip changed every float64 pixel (hostile-user pass).
+    rng = np.random.default_rng(0)
+    x64 = rng.uniform(0.2, 0.8, (100, 6, 6, 1))
+    y = np.arange(100) % 2
+    removal = ClassPatternRemoval(2).fit(x64, y)
+    assert not removal.patterns.any()
+    cleaned, _ = removal.remove(x64, y)
+    assert cleaned.dtype == np.float64
+    np.testing.assert_array_equal(cleaned, x64)
+    streamed = np.stack([image for image, _ in
+                         tf.data.Dataset.from_tensor_slices((x64, y)).apply(removal)
+                         .as_numpy_iterator()])
+    np.testing.assert_array_equal(streamed, x64)
