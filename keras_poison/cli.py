@@ -31,6 +31,7 @@ from keras_poison import datasets
 from keras_poison import demo
 from keras_poison import experiments
 from keras_poison.defences.integrity import DatasetManifest
+from keras_poison.defences.integrity import ImageFormatChanged
 from keras_poison.experiments import runner
 
 
@@ -101,6 +102,10 @@ def run_manifest(args):
             print(f"Wrote a manifest of {len(manifest)} examples to {args.out}")
             return 0
         diff = DatasetManifest.load(args.manifest).verify(x, y)
+    except ImageFormatChanged as error:
+        # Every image changed format (a cast, a reshape): a change, not an error.
+        print(f"changed: every image, {error}")
+        return 1
     except (OSError, ValueError) as error:
         # Expected failures (missing file, bad format, digest mismatch): a
         # message, not a traceback.

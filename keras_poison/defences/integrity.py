@@ -266,9 +266,10 @@ class DatasetManifest:
             A `ManifestDiff`.
 
         Raises:
-            ValueError: if the images' per-example shape or dtype differs from
-                the manifest's (checked before any example is hashed), or if
-                the data is empty or malformed.
+            ImageFormatChanged: (a `ValueError`) if the images' per-example
+                shape or dtype differs from the manifest's (checked before
+                any example is hashed).
+            ValueError: if the data is empty or malformed.
 
         Example:
 
@@ -562,6 +563,15 @@ def _dataset_batches(dataset, expected):
         yield images, labels, width
 
 
+class ImageFormatChanged(ValueError):
+    """The images' per-example shape or dtype differs from the manifest's.
+
+    A `ValueError`: the data changed as a whole (a cast or a reshape), so
+    `verify` raises before hashing any example; the command line reports it
+    as a change (exit status 1), not as an error.
+    """
+
+
 def _check_images(shape, dtype, expected, open_dims=False):
     if expected is None:
         return
@@ -571,7 +581,7 @@ def _check_images(shape, dtype, expected, open_dims=False):
         got == want or (open_dims and got is None) for got, want in zip(shape, want_shape)
     )
     if not same_shape or np.dtype(dtype) != want_dtype:
-        raise ValueError(
+        raise ImageFormatChanged(
             f"Expected `x` to hold images of shape {tuple(want_shape)} and dtype "
             f"{want_dtype}, as in the manifest. Received: images of shape "
             f"{shape} and dtype {np.dtype(dtype)}"

@@ -416,3 +416,14 @@ def test_cli_tampered_manifest_exits_2(npz, tmp_path, capsys):
     out.write_text(out.read_text().replace('"labels": [\n  ', '"labels": [\n  1'))
     assert run_cli("verify", "--data", npz, "--manifest", out) == 2
     assert "digest mismatch" in capsys.readouterr().err
+
+
+def test_cli_verify_of_cast_images_reports_a_change_and_exits_1(npz, tmp_path, data, capsys):
+    # A cast is a change of every image (the module's contract), not a tool error.
+    out = tmp_path / "m.json"
+    run_cli("create", "--data", npz, "--out", out)
+    x, y = data
+    np.savez(npz, x_train=x.astype("float32"), y_train=y, x_test=x[:5], y_test=y[:5])
+    assert run_cli("verify", "--data", npz, "--manifest", out) == 1
+    printed = capsys.readouterr().out
+    assert "changed: every image" in printed and "float32" in printed
