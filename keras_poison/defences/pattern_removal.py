@@ -229,7 +229,13 @@ class ClassPatternRemoval:
 
     def _class_indices(self, x, y):
         """`y` as checked int64 class indices, one per image of `x`."""
-        labels, _ = to_class_indices(y, "y")
+        labels, width = to_class_indices(y, "y")
+        if width is not None and width != self.num_classes:
+            # The stream refuses this too: a one-hot width is the class count.
+            raise ValueError(
+                f"Expected one-hot labels of width num_classes={self.num_classes}. "
+                f"Received: width {width}"
+            )
         if len(labels) != len(x):
             raise ValueError(
                 f"Expected as many labels as images. Received: len(x)={len(x)}, "
@@ -293,7 +299,8 @@ class ClassPatternRemoval:
             ratio = np.where(noise_energy > 0, energy / noise_energy, np.inf)
         ratio = np.where(present, ratio, 0.0)
         if self.shrink:
-            weights = np.where(ratio > 1, 1.0 - 1.0 / ratio, 0.0)
+            with np.errstate(divide="ignore"):  # a missing class has ratio 0
+                weights = np.where(ratio > 1, 1.0 - 1.0 / ratio, 0.0)
         else:
             weights = present.astype(np.float64)
         patterns = weights[:, None] * differences

@@ -174,3 +174,10 @@ def test_float64_images_are_untouched_where_the_pattern_is_zero():
                          tf.data.Dataset.from_tensor_slices((x64, y)).apply(removal)
                          .as_numpy_iterator()])
     np.testing.assert_array_equal(streamed, x64)
+
+
+def test_arrays_refuse_a_one_hot_width_other_than_num_classes_like_the_stream():
+    x = np.random.default_rng(0).uniform(0.2, 0.8, (30, 6, 6, 1)).astype("float32")
+    y = np.eye(3, dtype="float32")[np.arange(30) % 2]  # width 3, two classes used
+    with pytest.raises(ValueError, match="width num_classes=2. Received: width 3"):
+        ClassPatternRemoval(2).fit(x, y)
