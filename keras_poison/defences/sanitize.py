@@ -343,12 +343,19 @@ class Sanitize:
             element, keep = act(index[None], element)
             return tf.nest.map_structure(lambda part: part[0], element), keep[0]
 
+        # Named functions: AutoGraph warns on two lambdas of one signature on a line.
+        def kept(element, keep):
+            return keep
+
+        def without_flag(element, keep):
+            return element
+
         acted = dataset.enumerate().map(
             act_on_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
         if self.action == "drop":
-            return acted.filter(lambda element, keep: keep).map(lambda element, keep: element)
-        return acted.map(lambda element, keep: element)
+            return acted.filter(kept).map(without_flag)
+        return acted.map(without_flag)
 
     def get_config(self):
         return {"action": self.action, "key": self.key}
