@@ -224,6 +224,40 @@ def robust_loss_accuracies(args, seed, x, y, test):
     return accuracies
 
 
+def missing_parts(cell):
+    """What a cell of an earlier version of this script lacks."""
+    missing = set()
+    if "oracle_drop_test_accuracy" not in cell:
+        missing.add("oracle")
+    if not all(d in cell["detections"] for d in OUTLIER_DETECTORS):
+        missing.add("outliers")
+    if not all(f"{loss}_test_accuracy" in cell for loss in ROBUST_LOSSES):
+        missing.add("losses")
+    return missing
+
+
+def complete_cell(cell, attack, args, seed, data):
+    """Adds to `cell` what it lacks, on the same attacked split (same seed)."""
+    import keras
+
+    (x, y), test = data
+    x_p, y_p, mask = attack.poison(x, y)
+    missing = missing_parts(cell)
+    if "oracle" in missing:
+        # The ceiling of any drop: exactly the flipped examples gone.
+        _, cell["oracle_drop_test_accuracy"] = fit(args, seed, x[~mask], y[~mask], test)
+        keras.backend.clear_session(free_memory=True)
+    if "outliers" in missing:
+        # The victim model again (same seed and data), its features read.
+        model, _ = fit(args, seed, x_p, y_p, test)
+        for d, report in outlier_reports(args, model, x_p, y_p).items():
+            cell["detections"][d] = report.evaluate(mask).as_dict()
+        keras.backend.clear_session(free_memory=True)
+    if "losses" in missing:
+        cell.update(robust_loss_accuracies(args, seed, x_p, y_p, test))
+    log(f"  {cell['attack']}: completed {sorted(missing)}")
+
+
 def run_cell(name, attack, args, seed, data):
     import keras
 
@@ -420,62 +454,21 @@ def main(argv=None):
         }
         for seed in args.seeds:
             todo = [a for a in ATTACKS if f"{a}|{seed}" not in results["cells"]]
-            missing_oracle = [
-                a for a in ATTACKS
-                if "oracle_drop_test_accuracy" not in results["cells"].get(f"{a}|{seed}", {"x": 0})
-            ]
-            missing_outliers = [
-                a for a in ATTACKS if f"{a}|{seed}" in results["cells"] and not all(
-                    d in results["cells"][f"{a}|{seed}"]["detections"] for d in OUTLIER_DETECTORS)
-            ]
-            missing_losses = [
-                a for a in ATTACKS if f"{a}|{seed}" in results["cells"] and not all(
-                    f"{loss}_test_accuracy" in results["cells"][f"{a}|{seed}"]
-                    for loss in ROBUST_LOSSES)
-            ]
-            if not todo and not missing_oracle and not missing_outliers and not missing_losses:
+            stale = [a for a in ATTACKS if f"{a}|{seed}" in results["cells"]
+                     and missing_parts(results["cells"][f"{a}|{seed}"])]
+            if not todo and not stale:
                 continue
             log(f"\n=== seed {seed} ===")
             # Also the clean accuracy every recovery is measured against.
             features, probabilities, clean = surrogate(args, seed, data)
             results["surrogates"][str(seed)] = {"clean_test_accuracy": clean}
-            for name in todo:
+            for name in todo + stale:
                 attack = attack_of(name, args, seed, data[0][1], features, probabilities)
-                results["cells"][f"{name}|{seed}"] = run_cell(name, attack, args, seed, data)
-                save_json(args.out, results)
-                write_markdown(os.path.splitext(args.out)[0] + ".md", results)
-            for name in missing_oracle:
-                # The ceiling of any drop: exactly the flipped examples gone.
-                attack = attack_of(name, args, seed, data[0][1], features, probabilities)
-                (x, y), test = data
-                _, _, mask = attack.poison(x, y)
-                _, oracle = fit(args, seed, x[~mask], y[~mask], test)
-                results["cells"][f"{name}|{seed}"]["oracle_drop_test_accuracy"] = oracle
-                log(f"  {name}: oracle drop {oracle:.4f}")
-                save_json(args.out, results)
-                write_markdown(os.path.splitext(args.out)[0] + ".md", results)
-            for name in missing_outliers:
-                # Cells from before these detectors: the victim model again
-                # (same seed and data, so the same protocol), its features read.
-                attack = attack_of(name, args, seed, data[0][1], features, probabilities)
-                (x, y), test = data
-                x_p, y_p, mask = attack.poison(x, y)
-                model, _ = fit(args, seed, x_p, y_p, test)
-                detections = results["cells"][f"{name}|{seed}"]["detections"]
-                for d, report in outlier_reports(args, model, x_p, y_p).items():
-                    detections[d] = report.evaluate(mask).as_dict()
-                keras.backend.clear_session(free_memory=True)
-                log(f"  {name}: " + ", ".join(
-                    f"{d} F1 {detections[d]['f1']:.3f}" for d in OUTLIER_DETECTORS))
-                save_json(args.out, results)
-                write_markdown(os.path.splitext(args.out)[0] + ".md", results)
-            for name in missing_losses:
-                attack = attack_of(name, args, seed, data[0][1], features, probabilities)
-                (x, y), test = data
-                x_p, y_p, _ = attack.poison(x, y)
-                robust = robust_loss_accuracies(args, seed, x_p, y_p, test)
-                results["cells"][f"{name}|{seed}"].update(robust)
-                log(f"  {name}: " + ", ".join(f"{k} {v:.4f}" for k, v in robust.items()))
+                if name in todo:
+                    results["cells"][f"{name}|{seed}"] = run_cell(name, attack, args, seed, data)
+                cell = results["cells"][f"{name}|{seed}"]
+                if missing_parts(cell):  # a fresh cell lacks the oracle
+                    complete_cell(cell, attack, args, seed, data)
                 save_json(args.out, results)
                 write_markdown(os.path.splitext(args.out)[0] + ".md", results)
     save_json(args.out, results)
