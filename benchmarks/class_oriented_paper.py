@@ -1307,6 +1307,58 @@ COLORS = {"ours": "tab:red", "fl": "tab:blue", "dgm": "tab:green", "fl1": "tab:b
 STYLES = ["-", "--", ":", "-."]
 
 
+def plot_fig5(plt, name, ds, cfg, names, img_dir):
+    """The paper's Figure 5: per-class conversion into the supplanter, by α.
+
+    One heat map per attack and learning rate: row = true class, column =
+    poison fraction α, value = that class's CTT (the share of its test
+    images newly predicted as the supplanter), mean over seeds; the paper
+    shows the same as the supplanter column of confusion matrices.
+    """
+    lrs = lrs_in(ds, "fig4")
+    attacks = ("ours", "fl")
+    alphas = list(cfg["alphas"])
+    sup = SETTINGS[name]["set_supplanter"]
+    grids = {}
+    for lr in lrs:
+        for attack_name in attacks:
+            grid = np.full((NUM_CLASSES, len(alphas)), np.nan)
+            for j, alpha in enumerate(alphas):
+                per_class = fig4_values(ds, lr, f"alpha={alpha:g}", attack_name, "ctt_per_class")
+                if per_class:
+                    grid[:, j] = 100 * np.mean(np.array(per_class, dtype=float), axis=0)
+            grids[lr, attack_name] = grid
+    # One symmetric scale: a class can also lose predictions of the supplanter.
+    largest = max([np.nanmax(np.abs(g)) for g in grids.values() if np.isfinite(g).any()] + [10])
+    limit = 10 * np.ceil(largest / 10)
+    fig, axes = plt.subplots(len(lrs), len(attacks), figsize=(4.6 * len(attacks) + 2.2, 3.8 * len(lrs)),
+                             squeeze=False, constrained_layout=True)
+    image = None
+    for row, lr in enumerate(lrs):
+        for col, attack_name in enumerate(attacks):
+            grid = grids[lr, attack_name]
+            ax = axes[row][col]
+            image = ax.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+            ax.set_xticks(range(len(alphas)))
+            ax.set_xticklabels([f"{a:g}" for a in alphas])
+            ax.set_yticks(range(NUM_CLASSES))
+            ax.set_yticklabels([names[k] + (" (supplanter)" if k == sup else "")
+                                for k in range(NUM_CLASSES)] if col == 0 else [], fontsize=7)
+            ax.set_xlabel("poison fraction α")
+            ax.set_title(f"{ATTACK_LABELS[attack_name]}, lr {lr:g} "
+                         f"(n={len(seeds_for(ds, 'fig4', lr))})", fontsize=9)
+            for (i, j), value in np.ndenumerate(grid):
+                if np.isfinite(value):
+                    ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(value) > 0.6 * limit else "black")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="change into the supplanter (points)")
+    fig.suptitle(f"{name}: per-class CTT toward the supplanter (paper Fig. 5)")
+    path = os.path.join(img_dir, f"class_oriented_fig5_{name}.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def make_plots(data, img_dir):
     import matplotlib
 
@@ -1397,6 +1449,9 @@ def make_plots(data, img_dir):
             fig.savefig(path, dpi=110)
             plt.close(fig)
             written.append(path)
+
+        if ds.get("fig4") and lrs_in(ds, "fig4"):
+            written.append(plot_fig5(plt, name, ds, cfg, names, img_dir))
 
         if ds.get("table3") and lrs_in(ds, "table3"):
             lrs = lrs_in(ds, "table3")
