@@ -380,19 +380,31 @@ def _decide_batched(candidates, y_spec, dataset, caller):
             f"spec {y_spec}"
         )
     if rank == 1:
+        from_shapes = None
         ranks = {s.shape.rank for _, s in candidates}
         if len(candidates) == 1 and None not in ranks:
             (image_rank,) = ranks
-            if image_rank <= 1:
-                return False  # a single flat example; a batch of scalars is no image
-            if image_rank >= 4:
-                return True  # (batch, height, width, channels)
             x_first, y_first = candidates[0][1].shape[0], y_spec.shape[0]
-            if x_first is not None and y_first is not None and x_first != y_first:
-                return False  # a batch axis would be shared by images and labels
+            if image_rank <= 1:
+                from_shapes = False  # a single flat example; a batch of scalars is no image
+            elif image_rank >= 4:
+                from_shapes = True  # (batch, height, width, channels)
+            elif x_first is not None and y_first is not None and x_first != y_first:
+                from_shapes = False  # a batch axis would be shared by images and labels
         from_pipeline = pipeline_batching(dataset)
-        if from_pipeline is not None:
-            return from_pipeline
+        if None not in (from_shapes, from_pipeline) and from_shapes != from_pipeline:
+            # E.g. volumes (depth, height, width, channels) sliced one per
+            # example: the shapes read as a batch, the pipeline as examples.
+            read = {True: "batches", False: "single examples"}
+            raise ValueError(
+                f"{caller}: the dataset reads two ways: its element shapes (x "
+                f"{[s for _, s in candidates]}, labels {y_spec}) read as "
+                f"{read[from_shapes]}, its pipeline as {read[from_pipeline]}. "
+                "Pass `batched=True` or `batched=False`."
+            )
+        for answer in (from_shapes, from_pipeline):
+            if answer is not None:
+                return answer
     raise ValueError(
         f"{caller}: cannot tell whether the dataset is batched: labels of spec "
         f"{y_spec} with x of spec {[s for _, s in candidates]} read both as one "

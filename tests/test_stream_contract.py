@@ -64,6 +64,23 @@ def test_regression_column_labels_from_keras_datasets_flip_exactly_rate():
     np.testing.assert_array_equal(np.stack([label for _, label, _ in out]), y_p)
 
 
+def test_regression_volumes_one_per_example_are_not_read_as_batches():
+    # (depth, height, width, channels) per example read as a batch of images
+    # gave each slice its own pattern, or flipped a one-hot row as 4 labels.
+    x = np.random.default_rng(0).integers(0, 256, (12, 4, 5, 5, 1)).astype("uint8")
+    y = np.arange(12) % 4
+    for labels, attack in ((y[:, None], ClassPatternNoise(4, epsilon=8, fraction=0.5)),
+                           (np.eye(4, dtype="float32")[y], RandomFlip(0.5, 4, seed=0))):
+        stream = tf.data.Dataset.from_tensor_slices((x, labels))
+        with pytest.raises(ValueError, match="reads two ways.*batched=True"):
+            attack.transform(stream, num_examples=12)
+        x_p, y_p, mask = attack.poison(x, labels)
+        out = list(attack.transform(stream, batched=False, with_mask=True).as_numpy_iterator())
+        np.testing.assert_array_equal(np.stack([e[0] for e in out]), x_p)
+        np.testing.assert_array_equal(np.stack([e[1] for e in out]), y_p)
+        np.testing.assert_array_equal(np.array([e[2] for e in out]), mask)
+
+
 def test_regression_column_labels_with_class_pattern_noise_give_a_mask_per_example():
     x, y = _images(40), np.arange(40)[:, None] % 10
     attack = ClassPatternNoise(10, epsilon=8, fraction=0.5)
