@@ -189,6 +189,13 @@ def to_class_indices(value, name):
                 f"Expected `{name}` to hold numbers. "
                 f"Received: {name}.dtype={array.dtype}"
             )
+        if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+            # argmax would return the first NaN's column: a plausible label.
+            raise ValueError(
+                f"Expected finite rows in `{name}` (one-hot labels or class "
+                f"scores). Received: NaN or infinite values in {name} (a "
+                "diverged model's predictions?)"
+            )
         width = array.shape[1]
         array = np.argmax(array, axis=1)
     elif array.ndim != 1:

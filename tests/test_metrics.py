@@ -190,3 +190,15 @@ def test_rejects_one_hot_width_different_from_num_classes():
 def test_rejects_empty_inputs():
     with pytest.raises(ValueError, match="at least one example"):
         metrics.accuracy([], [])
+
+
+def test_score_rows_with_nan_are_refused_not_argmaxed():
+    # A diverged model's NaN rows argmaxed to a plausible accuracy (hostile-user pass).
+    y_true = np.array([0, 1, 2, 1, 2, 0])
+    with pytest.raises(ValueError, match="finite rows in `y_pred`.*diverged"):
+        metrics.accuracy(y_true, np.full((6, 3), np.nan))
+    scores = np.eye(3)[y_true] * 0.9
+    scores[1, 0] = np.nan
+    for metric in (metrics.accuracy, metrics.confusion_matrix, metrics.macro_f1):
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            metric(y_true, scores)
