@@ -244,6 +244,19 @@ def _check_arrays(x, y, x_name, y_name, path):
             f"Received: len({x_name})={len(x)}, len({y_name})={len(y)} "
             f"in path={path!r}"
         )
+    if x.shape[1] in (1, 3, 4) and x.shape[-1] > 4:
+        # (n, channels, height, width), the PyTorch layout, would be read as
+        # images `channels` pixels high with `width` channels.
+        raise ValueError(
+            f"Expected `{x_name}` channels-last, (n, height, width, channels). "
+            f"Received: {x_name}.shape={x.shape} in path={path!r}, which looks "
+            "channels-first; store np.moveaxis(x, 1, -1)."
+        )
+    if y.size and (y.min() < 0 or (y.dtype.kind == "u" and y.max() > np.iinfo(np.int64).max)):
+        raise ValueError(
+            f"Expected `{y_name}` to be class indices >= 0 (that fit int64). "
+            f"Received: values from {y.min()} to {y.max()} in path={path!r}"
+        )
     return x, y.astype(np.int64)
 
 

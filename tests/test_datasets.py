@@ -231,3 +231,20 @@ def test_keras_datasets_arrays_are_normalized(monkeypatch):
     )
     assert x_train.shape == (3, 4, 4, 1) and x_test.shape == (1, 4, 4, 1)
     assert y_train.tolist() == [1, 2, 3] and y_train.dtype == np.int64
+
+
+def test_npz_channels_first_images_and_negative_labels_are_refused(tmp_path):
+    # Both loaded silently before (hostile-user pass).
+    x = np.zeros((10, 3, 32, 32), np.uint8)
+    y = np.arange(10)
+    np.savez(tmp_path / "chw.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    with pytest.raises(ValueError, match="channels-first; store np.moveaxis"):
+        datasets.load("cifar10", path=tmp_path / "chw.npz")
+    x = np.zeros((10, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "neg.npz", x_train=x, y_train=y - 6, x_test=x, y_test=y)
+    with pytest.raises(ValueError, match="class indices >= 0"):
+        datasets.load("cifar10", path=tmp_path / "neg.npz")
+    big = np.full(10, 2**63 + 3, np.uint64)
+    np.savez(tmp_path / "big.npz", x_train=x, y_train=big, x_test=x, y_test=y)
+    with pytest.raises(ValueError, match="fit int64"):
+        datasets.load("cifar10", path=tmp_path / "big.npz")
