@@ -11,6 +11,8 @@
   alarms: the adaptive attack against the monitor (issue 20).
 """
 
+import warnings
+
 import keras
 import numpy as np
 
@@ -91,12 +93,20 @@ class ClassOrientedMetrics(keras.callbacks.Callback):
         self.batch_size = validate_int("batch_size", batch_size, 1)
         self._before = None
 
-    def _predict(self):
-        scores = self.model.predict(self.x, batch_size=self.batch_size, verbose=0)
-        return np.argmax(scores, axis=-1)
+    def _scores(self):
+        return np.asarray(self.model.predict(self.x, batch_size=self.batch_size, verbose=0))
 
     def on_train_begin(self, logs=None):
-        num_classes = int(self.model.outputs[0].shape[-1])
+        # The width of what the model predicts: works for subclassed and
+        # lazily built models too, which have no `outputs` before a call.
+        scores = self._scores()
+        num_classes = int(scores.shape[-1]) if scores.ndim == 2 else 1
+        if num_classes < 2:
+            raise ValueError(
+                "ClassOrientedMetrics needs a model that outputs one score per "
+                "class, for two classes or more. Received: predictions of shape "
+                f"{scores.shape} (a single sigmoid output?)"
+            )
         self._num_classes = num_classes
         if self.supplanter is not None:
             validate_class("supplanter", self.supplanter, num_classes)
@@ -105,20 +115,34 @@ class ClassOrientedMetrics(keras.callbacks.Callback):
                 f"Expected {num_classes} `class_names`. Received: {len(self.class_names)}"
             )
         self._before = (
-            self._predict() if self.predictions_before is None else self.predictions_before
+            np.argmax(scores, axis=-1) if self.predictions_before is None
+            else self.predictions_before
         )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        after = self._predict()
+        scores = self._scores()
         k = self._num_classes
+        names = self.class_names or [str(c) for c in range(k)]
+        if not np.all(np.isfinite(scores)):
+            # argmax would read NaN rows as class 0: a diverged model would
+            # log a plausible accuracy and no CTT or CFT at all.
+            warnings.warn(
+                f"ClassOrientedMetrics: the model predicted NaN or infinite scores "
+                f"at epoch {epoch + 1}; its metrics are logged as NaN.",
+                stacklevel=2,
+            )
+            keys = ["accuracy"] + (["ctt"] if self.supplanter is not None else [])
+            for key in keys + [f"cft_{name}" for name in names]:
+                logs[self.prefix + key] = float("nan")
+            return
+        after = np.argmax(scores, axis=-1)
         logs[self.prefix + "accuracy"] = metrics.accuracy(self.y, after)
         if self.supplanter is not None:
             ctt = metrics.ctt_rate(self.y, self._before, after, self.supplanter, k)
             logs[self.prefix + "ctt"] = ctt.overall
         cft = metrics.cft_rate(self.y, self._before, after, k)
-        names = self.class_names or [str(c) for c in range(k)]
         for name, rate in zip(names, cft):
             logs[f"{self.prefix}cft_{name}"] = float(rate)
 

@@ -316,3 +316,41 @@ def test_injection_counts_the_passes_that_reach_its_poisons():
         assert injection.passes == passes
     list(tf.data.Dataset.from_tensor_slices((x, y)).batch(4).apply(injection))
     assert injection.passes == 3
+
+
+def test_class_oriented_metrics_work_with_lazy_and_subclassed_models_and_refuse_one_output():
+    x, y = make_data(30)
+    lazy = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(K, activation="softmax")])
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten = keras.layers.Flatten()
+            self.dense = keras.layers.Dense(K, activation="softmax")
+
+        def call(self, inputs):
+            return self.dense(self.flatten(inputs))
+
+    for model in (lazy, Net()):
+        model.compile("adam", "sparse_categorical_crossentropy")
+        history = model.fit(x, y, epochs=1, verbose=0, callbacks=[ClassOrientedMetrics(x, y)])
+        assert f"holdout_cft_{K - 1}" in history.history
+    binary = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Flatten(),
+                               keras.layers.Dense(1, activation="sigmoid")])
+    binary.compile("adam", "binary_crossentropy")
+    with pytest.raises(ValueError, match="one score per class.*single sigmoid"):
+        binary.fit(x, (y > 0).astype("float32"), epochs=1, verbose=0,
+                   callbacks=[ClassOrientedMetrics(x, (y > 0).astype(int))])
+
+
+def test_class_oriented_metrics_log_nan_for_a_diverged_model():
+    x, y = make_data(30)
+    model = make_model()
+    callback = ClassOrientedMetrics(x, y, supplanter=1)
+    callback.set_model(model)
+    callback.on_train_begin()
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    logs = {}
+    with pytest.warns(UserWarning, match="NaN or infinite scores"):
+        callback.on_epoch_end(0, logs)
+    assert np.isnan(logs["holdout_accuracy"]) and np.isnan(logs["holdout_ctt"])
