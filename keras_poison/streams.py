@@ -709,21 +709,44 @@ def order_changes(dataset):
 
 
 def _random_order_ops_inside(node):
-    """What, inside the datasets a `flat_map`/`interleave` function builds,
-    orders the examples at random: `upstream` does not enter functions."""
-    names = set()
+    """What, inside the datasets a `flat_map`/`interleave` function builds
+    or captures, orders the examples at random: `upstream` does not enter
+    functions."""
+    ops = set()
     for function in getattr(node, "_functions", lambda: [])():
         try:
             graph = function.function.graph.as_graph_def()
         except Exception:  # a function tf.data keeps no graph of
             continue
-        ops = [n.op for n in graph.node]
-        ops += [n.op for f in graph.library.function for n in f.node_def]
-        for op in ops:
-            for prefix, user_name in _RANDOM_ORDER_OPS.items():
-                if op.startswith(prefix):
-                    names.add(user_name)
+        ops |= _graph_ops(graph)
+    # A dataset built outside the function and captured by it enters as a
+    # tensor; the node's serialized graph holds it (and the node's inputs,
+    # whose ops the upstream walk reports itself).
+    ops |= _serialized_ops(node) - set().union(*[_serialized_ops(i) for i in _inputs(node)])
+    names = {
+        user_name
+        for op in ops
+        for prefix, user_name in _RANDOM_ORDER_OPS.items()
+        if op.startswith(prefix)
+    }
     return ", ".join(f"`{n}`" for n in sorted(names))
+
+
+def _graph_ops(graph):
+    ops = {n.op for n in graph.node}
+    return ops | {n.op for f in graph.library.function for n in f.node_def}
+
+
+def _serialized_ops(node):
+    """The op names of a dataset's serialized graph (empty if it cannot be had)."""
+    from tensorflow.core.framework import graph_pb2
+
+    try:
+        graph = graph_pb2.GraphDef()
+        graph.ParseFromString(node._as_serialized_graph().numpy())
+    except Exception:
+        return set()
+    return _graph_ops(graph)
 
 
 def _constant(value):

@@ -320,3 +320,21 @@ def test_batches_cut_after_their_batch_op_are_refused_with_a_stated_size():
     cut = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).map(lambda a, b: (a[:5], b[:5]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="a batch.*size differs.*before the op"):
         list(RandomFlip(0.3, 10).transform(cut, num_examples=50))
+
+
+def test_regression_a_shuffled_dataset_captured_by_flat_map_or_interleave_is_refused():
+    # Built outside the function and captured, it was not seen (hostile-user pass).
+    x, y = _images(40), np.arange(40) % 4
+    attack = RandomFlip(0.25, 4, seed=1)
+    shuffled = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(40)
+    for captured in (
+        tf.data.Dataset.range(1).flat_map(lambda _: shuffled),
+        tf.data.Dataset.range(2).interleave(lambda i: shuffled.shard(2, i), cycle_length=2),
+    ):
+        with pytest.raises(ValueError, match="shuffle"):
+            attack.transform(captured, num_examples=40)
+    # The same without the shuffle is fine, and exact.
+    plain = tf.data.Dataset.from_tensor_slices((x, y))
+    _, y_p, _ = attack.poison(x, y)
+    out = attack.transform(tf.data.Dataset.range(1).flat_map(lambda _: plain), num_examples=40)
+    np.testing.assert_array_equal(np.array([label for _, label in out.as_numpy_iterator()]), y_p)
