@@ -129,8 +129,8 @@ def class_pattern_defences(num_classes, value_range=(0, 1), horizontal_flip=True
     flip can see) left the defended model at 35.1% test accuracy against
     65.2% clean and 32.1% undefended (recovery 0.09 on seed 0; −0.01 and
     0.10 on seeds 1 and 2; docs/benchmarks.md §15). `ShortcutSqueezing`
-    recovers 0.70 of it (seed 0), at a
-    clean cost of 9 points. Nor does it hold against class-wise blurs
+    recovers 0.70–0.83 of it (3 seeds), at a
+    clean cost of 5.7–9.0 points. Nor does it hold against class-wise blurs
     (`ClassConvolution`, recovery 0.26) or linearly separable noise
     (`SeparableNoise`, 0.09); it mostly holds against the one-pixel shortcut
     (`OnePixelShortcut`, recovery 0.78–0.94 over three seeds).
