@@ -737,16 +737,22 @@ def _graph_ops(graph):
     return ops | {n.op for f in graph.library.function for n in f.node_def}
 
 
-def _serialized_ops(node):
-    """The op names of a dataset's serialized graph (empty if it cannot be had)."""
+def _serialized_graph(node):
+    """A dataset's serialized `GraphDef`, or `None` if it cannot be had."""
     from tensorflow.core.framework import graph_pb2
 
     try:
         graph = graph_pb2.GraphDef()
         graph.ParseFromString(node._as_serialized_graph().numpy())
     except Exception:
-        return set()
-    return _graph_ops(graph)
+        return None
+    return graph
+
+
+def _serialized_ops(node):
+    """The op names of a dataset's serialized graph (empty if it cannot be had)."""
+    graph = _serialized_graph(node)
+    return set() if graph is None else _graph_ops(graph)
 
 
 def _constant(value):
@@ -758,12 +764,8 @@ def _constant(value):
 
 def _interleave_is_deterministic(node):
     # The flag lives only in the op: read it from the dataset's graph.
-    from tensorflow.core.framework import graph_pb2
-
-    try:
-        graph = graph_pb2.GraphDef()
-        graph.ParseFromString(node._as_serialized_graph().numpy())
-    except Exception:
+    graph = _serialized_graph(node)
+    if graph is None:
         return True  # cannot be read; documented as unseen
     return not any(
         "ParallelInterleave" in op.op
