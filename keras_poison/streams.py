@@ -184,15 +184,47 @@ class StreamLayout:
         """`labels` with the `changed` examples set to `new_indices`.
 
         Keeps the format, dtype and shape; untouched labels are the very
-        same values.
+        same values. A one-hot row is relabelled by `swap_label_columns`,
+        so a label-smoothed row stays smoothed (a hard row in a smoothed
+        set would give every change away).
         """
         if self.label_format == ONE_HOT:
-            rows = tf.one_hot(new_indices, tf.shape(labels)[-1], dtype=labels.dtype)
-            return tf.where(changed[..., None], rows, labels)
+            # Unchanged rows keep their class: their `new_indices` may lie outside the row.
+            kept = tf.where(changed, tf.cast(new_indices, tf.int32), self.class_indices(labels))
+            return tf.where(changed[..., None], swap_label_columns(labels, kept), labels)
         if self.label_format == COLUMN:
             new = tf.cast(new_indices, labels.dtype)[..., None]
             return tf.where(changed[..., None], new, labels)
         return tf.where(changed, tf.cast(new_indices, labels.dtype), labels)
+
+
+def swap_label_columns(rows, new_indices):
+    """One-hot (or soft) label rows relabelled to `new_indices` by a column swap.
+
+    Each row's entries at its current class (its argmax) and at its new
+    class trade places: a hard one-hot row becomes exactly the new class's
+    one-hot row, a label-smoothed row `(1 - ε + ε/K at a, ε/K elsewhere)`
+    becomes the smoothed row of the new class, and a row already of its new
+    class is unchanged. Works on one row `(K,)` or a batch `(B, K)`, in any
+    dtype; NumPy inputs are accepted (a tensor is returned).
+
+    Args:
+        rows: label rows, `(K,)` or `(B, K)`.
+        new_indices: int class indices, `()` or `(B,)`.
+
+    Returns:
+        A tensor of the rows' shape and dtype.
+    """
+    rows = tf.convert_to_tensor(rows)
+    new_indices = tf.cast(new_indices, tf.int32)
+    old_indices = tf.argmax(rows, axis=-1, output_type=tf.int32)
+    batch_dims = rows.shape.rank - 1
+    old_values = tf.gather(rows, old_indices[..., None], batch_dims=batch_dims)
+    new_values = tf.gather(rows, new_indices[..., None], batch_dims=batch_dims)
+    columns = tf.range(tf.shape(rows)[-1], dtype=tf.int32)
+    at_old = tf.equal(columns, old_indices[..., None])
+    at_new = tf.equal(columns, new_indices[..., None])
+    return tf.where(at_new, old_values, tf.where(at_old, new_values, rows))
 
 
 def array_label_format(y, num_classes=None, name="y"):

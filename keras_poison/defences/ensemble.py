@@ -410,7 +410,8 @@ class _VotingEnsemble(keras.Model, metaclass=abc.ABCMeta):
                 `None` with a dataset.
             batch_size: int, the members' batch size. Defaults to `None`
                 (Keras' 32).
-            epochs: int, epochs of every member. Defaults to `1`.
+            epochs: int >= 1, epochs of every member (an ensemble fitted for
+                none would certify untrained members). Defaults to `1`.
             verbose: `0` silent, `1` one line per member, `2` also the
                 members' own epoch lines; `"auto"` is `1`. Defaults to
                 `"auto"`.
@@ -426,7 +427,7 @@ class _VotingEnsemble(keras.Model, metaclass=abc.ABCMeta):
         Returns:
             The members' `History` objects, a list of `k`.
         """
-        epochs = validate_int("epochs", epochs, 0)
+        epochs = validate_int("epochs", epochs, 1)
         if batch_size is not None:
             batch_size = validate_int("batch_size", batch_size, 1)
         verbose = _check_verbose(verbose)

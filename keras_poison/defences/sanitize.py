@@ -165,8 +165,10 @@ class Sanitize:
         if width is None:
             y_new = new_labels.astype(y.dtype).reshape(y.shape)
         else:
-            y_new = y.copy()
-            y_new[hit] = np.eye(width, dtype=y.dtype)[new_labels[hit]]
+            # The stream path's relabelling (a column swap: smoothed rows stay smoothed).
+            y_new = np.where(
+                hit[:, None], streams.swap_label_columns(y, new_labels).numpy(), y
+            )
         return x.copy(), y_new
 
     def _content_lookup_numpy(self, x, labels):

@@ -245,3 +245,19 @@ def test_relabel_seeds_keeps_one_hot_labels_and_works_on_a_stream():
     assert np.argmax(y_p[[0, 3, 6]], axis=1).tolist() == [4, 4, 4]
     streamed = tf.data.Dataset.from_tensor_slices((x, y)).apply(flip).batch(4)
     np.testing.assert_array_equal(np.concatenate([b for _, b in streamed.as_numpy_iterator()]), y_p)
+
+
+def test_flipping_label_smoothed_rows_keeps_them_smoothed_on_arrays_and_streams():
+    # A hard row among smoothed ones would give every flip away (and train on other labels).
+    k, smoothing = 5, 0.1
+    y = labels(60, k=k, seed=3)
+    soft = (np.eye(k) * (1 - smoothing) + smoothing / k)[y].astype("float32")
+    x = np.zeros((60, 2), "float32")
+    attack = RandomFlip(0.3, k, seed=2)
+    _, y_p, mask = attack.poison(x, soft)
+    expected = (np.eye(k) * (1 - smoothing) + smoothing / k)[np.argmax(y_p, 1)].astype("float32")
+    np.testing.assert_array_equal(y_p, expected)
+    np.testing.assert_array_equal(y_p[~mask], soft[~mask])
+    assert mask.sum() == 18 and np.all(np.argmax(y_p[mask], 1) != y[mask])
+    streamed = tf.data.Dataset.from_tensor_slices((x, soft)).batch(7).apply(attack)
+    np.testing.assert_array_equal(np.concatenate([b for _, b in streamed.as_numpy_iterator()]), y_p)

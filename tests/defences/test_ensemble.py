@@ -383,6 +383,8 @@ def test_bad_training_data_is_refused_before_any_member_trains(digits):
         ensemble.fit(x, y[:10], verbose=0)
     with pytest.raises(ValueError, match="unbatched"):
         ensemble.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
+    with pytest.raises(ValueError, match=r"Expected `epochs` >= 1. Received: epochs=0"):
+        ensemble.fit(x, y, epochs=0, verbose=0)  # would mark untrained members as trained
     with pytest.raises(TypeError, match="no optimizer of its own"):
         ensemble.compile(optimizer="adam")
     with pytest.raises(TypeError, match="tf.data.Dataset"):

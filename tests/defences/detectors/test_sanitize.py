@@ -210,3 +210,13 @@ def test_content_keyed_drop_accepts_flagged_duplicates_with_other_suggestions():
     np.testing.assert_array_equal(y_kept, [1])
     with pytest.raises(ValueError, match="another suggested label than a flagged example"):
         Sanitize(report, "relabel", key="content")
+
+
+def test_relabelling_label_smoothed_rows_keeps_them_smoothed_on_arrays_and_streams(data, report):
+    x, y = data
+    table = (np.eye(5) * 0.9 + 0.02).astype("float32")
+    _, y_s = Sanitize(report, action="relabel").apply(x, table[y])
+    expected = table[np.where(report.flagged, report.suggested_labels, y)]
+    np.testing.assert_array_equal(y_s, expected)
+    streamed = tf.data.Dataset.from_tensor_slices((x, table[y])).apply(Sanitize(report, action="relabel"))
+    np.testing.assert_array_equal(np.stack([b for _, b in streamed.as_numpy_iterator()]), expected)
