@@ -156,13 +156,37 @@ class ClassOrientedMetrics(keras.callbacks.Callback):
         }
 
 
+def _check_one_pass(callback, epoch, injection, passes_before, what):
+    """Raises unless `epoch` read exactly one pass of `injection`; returns its pass count.
+
+    A callback that changes the poisons between epochs (re-crafts them, or
+    releases more) holds only if each epoch is one fresh pass: through
+    `.repeat()` or `steps_per_epoch`, tf.data prepares the next pass ahead
+    with the old poisons, and the change arrives an epoch late.
+    """
+    passes = injection.passes - passes_before
+    if passes != 1:
+        raise RuntimeError(
+            f"{callback}: epoch {epoch + 1} read {passes} passes of the "
+            f"attack's poisons, not 1, so what it trained on is not what was "
+            f"{what}. Give `fit` the stream `dataset.apply(attack)` built, "
+            "without `.repeat()` or `steps_per_epoch` (tf.data prepares a "
+            "repeated stream's next pass ahead, with the old poisons), and do "
+            "not read it again within the epoch (as validation data, say)."
+        )
+    return injection.passes
+
+
 class RecraftPoisons(keras.callbacks.Callback):
     """Re-crafts an applied class-oriented attack against the live model.
 
     Every `every` epochs, at the end of the epoch, the attack's poisons are
     crafted again from the same seeds against `self.model` (the model being
     trained) and written into the `tf.data` stream that `attack.transform`
-    returned, which reads them from its next pass on.
+    returned, which reads them from its next pass on. Each epoch must be one
+    pass over that stream (no `.repeat()` or `steps_per_epoch`: tf.data
+    would prepare the next pass ahead with the old poisons); an epoch that
+    was not raises an error.
 
     Args:
         attack: a `SupplanterPoison` or `VictimPoison` already applied to
@@ -209,8 +233,12 @@ class RecraftPoisons(keras.callbacks.Callback):
                 "training data: call `dataset.apply(attack)` before `fit`."
             )
         self.recrafted_epochs = []
+        self._passes = self.attack.stream_injection.passes
 
     def on_epoch_end(self, epoch, logs=None):
+        self._passes = _check_one_pass(
+            "RecraftPoisons", epoch, self.attack.stream_injection, self._passes, "re-crafted"
+        )
         if (epoch + 1) % self.every:
             return
         self.attack.recraft(self.model)
@@ -347,17 +375,9 @@ class PacedPoisons(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         injection = self._injection()
-        passes = injection.passes - self._passes
-        if passes != 1:
-            raise RuntimeError(
-                f"PacedPoisons: epoch {epoch + 1} read {passes} passes of the "
-                "attack's poisons, not 1, so what it trained on is not what was "
-                "released. Give `fit` the stream `dataset.apply(attack)` built, "
-                "without `.repeat()` or `steps_per_epoch` (tf.data prepares a "
-                "repeated stream's next pass ahead, with the old count), and do "
-                "not read it again within the epoch (as validation data, say)."
-            )
-        self._passes = injection.passes
+        self._passes = _check_one_pass(
+            "PacedPoisons", epoch, injection, self._passes, "released"
+        )
         alarms_before = len(self.shadow.alarms)
         self.shadow.on_epoch_end(epoch)
         alarmed = len(self.shadow.alarms) > alarms_before

@@ -296,6 +296,10 @@ def test_paced_poisons_refuse_arrays_and_epochs_that_are_not_one_pass():
     pace = PacedPoisons(attack, x, y, num_classes=K, step=0.25)
     with pytest.raises(RuntimeError, match="passes of the attack's poisons, not 1"):
         model.fit(train, epochs=4, steps_per_epoch=len(x) // 16, verbose=0, callbacks=[pace])
+    # Re-crafting through a repeated stream would reach the model an epoch late.
+    with pytest.raises(RuntimeError, match="RecraftPoisons: epoch .* not 1, so what it trained on is not what was re-crafted"):
+        model.fit(train, epochs=4, steps_per_epoch=len(x) // 16, verbose=0,
+                  callbacks=[RecraftPoisons(attack)])
     # Training on another stream than the attack's: no pass of its poisons.
     other = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     pace = PacedPoisons(attack, x, y, num_classes=K, step=0.25)
