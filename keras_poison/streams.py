@@ -753,8 +753,11 @@ def _random_order_ops_inside(node):
         ops |= _graph_ops(graph)
     # A dataset built outside the function and captured by it enters as a
     # tensor; the node's serialized graph holds it (and the node's inputs,
-    # whose ops the upstream walk reports itself).
-    ops |= _serialized_ops(node) - set().union(*[_serialized_ops(i) for i in _inputs(node)])
+    # whose ops the upstream walk reports itself). Serializing copies every
+    # constant upstream (a `from_tensor_slices` of the whole data set), so
+    # only when a dataset is captured.
+    if _captures_a_dataset(node):
+        ops |= _serialized_ops(node) - set().union(*[_serialized_ops(i) for i in _inputs(node)])
     names = {
         user_name
         for op in ops
@@ -762,6 +765,18 @@ def _random_order_ops_inside(node):
         if op.startswith(prefix)
     }
     return ", ".join(f"`{n}`" for n in sorted(names))
+
+
+def _captures_a_dataset(node):
+    """Whether a `flat_map`/`interleave` function captures a dataset (a variant tensor)."""
+    for function in getattr(node, "_functions", lambda: [])():
+        try:
+            captured = function.function.captured_inputs
+        except Exception:  # cannot tell: look at the serialized graph
+            return True
+        if any(getattr(t, "dtype", None) == tf.variant for t in captured):
+            return True
+    return False
 
 
 def _graph_ops(graph):
