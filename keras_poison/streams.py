@@ -884,9 +884,6 @@ def expect_size(dataset, num_examples, *, batched, caller, remedy):
         caller: the transform's name, for the message.
         remedy: what to do instead, appended to the message.
     """
-    if not batched:
-        # tf.data's own check: "expected to contain N elements but contained only M".
-        return dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
     message = (
         f"{caller}: the stream does not hold num_examples={num_examples} "
         f"examples. {remedy}"
@@ -894,22 +891,32 @@ def expect_size(dataset, num_examples, *, batched, caller, remedy):
     spec = dataset.element_spec
     tensors = tf.nest.flatten(spec)
     if not all(isinstance(s, tf.TensorSpec) for s in tensors):
+        if not batched:
+            # tf.data's own check: "expected to contain N elements but contained only M".
+            return dataset.apply(tf.data.experimental.assert_cardinality(num_examples))
         raise TypeError(
             f"{caller}: a stated `num_examples` on a batched stream is checked "
             "with dense tensors only. Received: an element spec of "
             f"{spec}. Pass num_examples='count'."
         )
-    # A marked, empty last batch: when the scan reaches it, every batch is counted.
+    # A marked, empty last element: when the scan reaches it, everything is counted.
     empty = tf.nest.pack_sequence_as(
         spec,
-        [tf.zeros([0] + [d or 0 for d in s.shape[1:]], s.dtype) for s in tensors],
+        [
+            tf.zeros(([0] + [d or 0 for d in s.shape[1:]]) if batched else
+                     [d or 0 for d in s.shape], s.dtype)
+            for s in tensors
+        ],
     )
     last = tf.data.Dataset.from_tensors((empty, True))
     marked = dataset.map(lambda *element: (_one(element), False)).concatenate(last)
 
     def count(seen, *marked_element):
         element, is_last = _one(marked_element)
-        rows = tf.cast(tf.shape(tf.nest.flatten(element[1])[0])[0], tf.int64)
+        if batched:
+            rows = tf.cast(tf.shape(tf.nest.flatten(element[1])[0])[0], tf.int64)
+        else:
+            rows = tf.cast(tf.logical_not(is_last), tf.int64)  # the marker counts none
         total = seen + rows
         ok = tf.logical_and(
             total <= num_examples, tf.logical_or(tf.logical_not(is_last), tf.equal(seen, num_examples))
@@ -923,7 +930,9 @@ def expect_size(dataset, num_examples, *, batched, caller, remedy):
         .take_while(lambda element, is_last: tf.logical_not(is_last))
         .map(lambda element, is_last: element)
     )
-    cardinality = int(dataset.cardinality())
+    # The scan guarantees the count (and fails first, with the message above);
+    # this only tells tf.data the size again.
+    cardinality = num_examples if not batched else int(dataset.cardinality())
     if cardinality >= 0:
         checked = checked.apply(tf.data.experimental.assert_cardinality(cardinality))
     return checked

@@ -257,7 +257,11 @@ class Sanitize:
                     self.num_examples,
                     batched=False,
                     caller="Sanitize",
-                    remedy="Expected the examples the report was made on.",
+                    remedy=(
+                        f"Give it the {self.num_examples} examples the report was made "
+                        "on, in that order, or match by content: "
+                        "`Sanitize(report.with_content_keys(x, y), key='content')`."
+                    ),
                 )
         else:
             source = None
