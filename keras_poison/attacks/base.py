@@ -67,6 +67,30 @@ class PoisoningAttack(abc.ABC):
         self.seed = keyed_random.validate_seed(seed)
         self.num_classes = validate_num_classes(num_classes, allow_none=True)
 
+    def __setattr__(self, name, value):
+        # From first use on, the attack's tables (plan, patterns, pixels) and
+        # the pipelines it built hold its settings: a later change would show
+        # in `get_config` but not in the poisons, so it is refused.
+        if (
+            self.__dict__.get("_settings_fixed")
+            and not name.startswith("_")
+            and name != "verbose"
+            and name in self.get_config()
+        ):
+            raise AttributeError(
+                f"{type(self).__name__}.{name} cannot change once the attack has "
+                f"poisoned data: its poisons (and any pipeline it built) keep "
+                f"{name}={getattr(self, name)!r}. Received: {name}={value!r}. Make a "
+                f"new attack: `{type(self).__name__}.from_config({{**attack.get_config(), "
+                f"{name!r}: {value!r}}})`."
+            )
+        super().__setattr__(name, value)
+
+    def _table_cache(self, name, empty):
+        """The cache `name` (made with `empty()` on first use); fixes the settings."""
+        self.__dict__["_settings_fixed"] = True
+        return self.__dict__.setdefault(name, empty())
+
     # ------------------------------------------------------------------
     # What a subclass provides.
 
@@ -150,7 +174,7 @@ class PoisoningAttack(abc.ABC):
         A few bytes per example (the data itself is never materialized),
         so each block costs a gather instead of a keyed permutation.
         """
-        cache = self.__dict__.setdefault("_plan_cache", {})
+        cache = self._table_cache("_plan_cache", dict)
         if num_examples not in cache:
             # Computed eagerly even while a tf.data function is being traced,
             # so the table is captured as a constant.
@@ -169,6 +193,7 @@ class PoisoningAttack(abc.ABC):
         `ValueError`; in a stream they are graph assertions with the same
         messages, raised on the first block that breaks them.
         """
+        self.__dict__["_settings_fixed"] = True  # see __setattr__
         labels = layout.class_indices(y)
         checks = self._label_checks(y, labels, layout)
         checks += self._image_checks(x)

@@ -96,7 +96,7 @@ class ClassConvolution(ImageShortcutAttack):
         return self._filter_table().numpy()
 
     def _filter_table(self):
-        cache = self.__dict__.setdefault("_filter_cache", [])
+        cache = self._table_cache("_filter_cache", list)
         if not cache:
             with tf.init_scope():  # a constant, even while tf.data traces
                 k = self.kernel_size

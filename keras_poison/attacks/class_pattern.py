@@ -66,7 +66,7 @@ class AdditiveClassPattern(ImageShortcutAttack):
 
     def _pattern_table(self, image_shape, dtype):
         """The patterns as a tensor, computed once per shape and dtype."""
-        cache = self.__dict__.setdefault("_pattern_cache", {})
+        cache = self._table_cache("_pattern_cache", dict)
         key = (image_shape, dtype.name)
         if key not in cache:
             # Eager even while tf.data traces, so it is captured as a constant.
@@ -86,7 +86,7 @@ class AdditiveClassPattern(ImageShortcutAttack):
         are not selected add it, so the block needs no select over its
         pixels: one pass that reads, adds, clips and writes.
         """
-        cache = self.__dict__.setdefault("_kernel_cache", {})
+        cache = self._table_cache("_kernel_cache", dict)
         key = (image_shape, dtype.name)
         if key not in cache:
             with tf.init_scope():

@@ -67,6 +67,18 @@ class ImageShortcutAttack(PoisoningAttack):
                 f"{type(self).__name__} needs images of a known, fixed shape. "
                 f"Received: image shape {tuple(image_shape)}; resize images first."
             )
+        if np.issubdtype(dtype, np.integer):
+            # Clipping to a range the dtype cannot hold, then casting, would
+            # wrap (256 → 0 in uint8) or saturate: pixels the attack never wrote.
+            low, high = self.resolved_value_range(dtype)
+            info = np.iinfo(dtype)
+            if np.ceil(low) < info.min or np.floor(high) > info.max:
+                raise ValueError(
+                    f"Expected a `value_range` that {dtype} images can hold, inside "
+                    f"[{info.min}, {info.max}]. Received: value_range=({low:g}, {high:g})"
+                    + ("" if self.value_range is not None else " (the default for integer images)")
+                    + f" for {dtype} images; pass `value_range` to {type(self).__name__}."
+                )
 
     def _check_spatial_images(self, image_shape):
         """Raises unless images are `(height, width, channels)`."""

@@ -10,7 +10,7 @@ plain TensorFlow ops over a vector of indices, so the NumPy path and the
 Two primitives:
 
 * `select_exact` picks exactly `count` of `num_examples` indices with
-  `tf.random.experimental.index_shuffle`, a keyed permutation of
+  `permuted_positions` (TensorFlow's `RandomIndexShuffle`), a keyed permutation of
   `[0, num_examples)` computed index by index (nothing is materialized):
   index `i` is selected iff its position in the permutation is `< count`.
 * `uniform_uint32` hashes `(seed, stream, index)` to 32 uniform bits with an
@@ -26,6 +26,9 @@ import tensorflow as tf
 # the same seed selects examples with one stream and draws new labels with
 # another.
 SELECTION_STREAM = 0
+# Seeds keyed straight into RandomIndexShuffle (it reads 8 bits a word); see
+# `permuted_positions`.
+_DIRECT_SEEDS = 256
 LABEL_STREAM = 1
 PATTERN_STREAM = 2
 
@@ -141,12 +144,36 @@ def select_exact(index, num_examples, count, seed, stream=SELECTION_STREAM):
         return tf.zeros_like(index, dtype=tf.bool)
     if count >= num_examples:
         return tf.ones_like(index, dtype=tf.bool)
-    position = tf.random.experimental.index_shuffle(
-        tf.cast(index, tf.int64),
-        seed=tf.constant([seed, stream], tf.int64),
-        max_index=tf.constant(num_examples - 1, tf.int64),
+    return permuted_positions(index, num_examples - 1, seed, stream) < count
+
+
+def permuted_positions(index, max_index, seed, stream):
+    """Where a keyed permutation of `0 … max_index` sends each of `index` (int64).
+
+    Built on `RandomIndexShuffle`, the op behind
+    `tf.random.experimental.index_shuffle`, which keys on three 32-bit words
+    but, for domains below about 2**17, reads only the low 8 bits of each:
+    keyed with `[const, seed, stream]` as TensorFlow's function does, seeds
+    `s` and `s + 256` gave the same permutation. Seeds below 256 keep that
+    permutation (every figure recorded with them stays reproducible); any
+    other seed composes two permutations keyed by six words hashed from the
+    whole 63-bit seed and the stream, 48 key bits in all.
+    """
+    index = tf.cast(index, tf.int64)
+    if int(seed) < _DIRECT_SEEDS:
+        return _index_shuffle(index, max_index, [498247692, int(seed), stream])
+    words = uniform_uint32(tf.range(6, dtype=tf.int64), seed, stream)
+    once = _index_shuffle(index, max_index, words[:3])
+    return _index_shuffle(once, max_index, words[3:])
+
+
+def _index_shuffle(index, max_index, words):
+    return tf.raw_ops.RandomIndexShuffle(
+        index=index,
+        seed=tf.cast(words, tf.int64) if tf.is_tensor(words) else tf.constant(words, tf.int64),
+        max_index=tf.constant(max_index, tf.int64),
+        rounds=4,
     )
-    return position < count
 
 
 def select_bernoulli(index, rate, seed, stream=SELECTION_STREAM):

@@ -185,10 +185,11 @@ class OnePixelShortcut(ImageShortcutAttack):
         height, width, channels = image_shape
         if self.pixels is not None:
             return self.pixels
-        places = tf.random.experimental.index_shuffle(
+        places = keyed_random.permuted_positions(
             tf.range(self.num_classes, dtype=tf.int64),
-            seed=tf.constant([self.seed, keyed_random.PATTERN_STREAM], tf.int64),
-            max_index=height * width - 1,
+            height * width - 1,
+            self.seed,
+            keyed_random.PATTERN_STREAM,
         ).numpy()
         bits = tf.random.stateless_uniform(
             (self.num_classes, channels),
@@ -225,7 +226,7 @@ class OnePixelShortcut(ImageShortcutAttack):
 
     def _pixel_table(self, image_shape, dtype):
         """`(places, colours)`: int32 `(K, 2)` and the colours `(K, C)` in `dtype`."""
-        cache = self.__dict__.setdefault("_pixel_cache", {})
+        cache = self._table_cache("_pixel_cache", dict)
         key = (image_shape, dtype.name)
         if key not in cache:
             with tf.init_scope():

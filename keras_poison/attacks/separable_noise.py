@@ -108,7 +108,7 @@ class SeparableNoise(ImageShortcutAttack):
         return self._centre_table(tuple(image_shape)).numpy()
 
     def _centre_table(self, image_shape):
-        cache = self.__dict__.setdefault("_centre_cache", {})
+        cache = self._table_cache("_centre_cache", dict)
         if image_shape not in cache:
             with tf.init_scope():
                 dimension = int(np.prod(self._grid(image_shape)))
@@ -154,9 +154,14 @@ class SeparableNoise(ImageShortcutAttack):
         patches = tf.reshape(points, (-1, *grid))
         p = self.patch_size
         noise = tf.repeat(tf.repeat(patches, p, axis=1), p, axis=2)[:, :height, :width, :]
-        norm = tf.sqrt(tf.reduce_sum(noise**2, axis=(1, 2, 3), keepdims=True))
         budget = self.epsilon * np.sqrt(height * width * channels)
-        noise = tf.cast(noise * (budget / norm), work)
+        # budget · rsqrt(Σ noise²) as written: grappler rewrites `noise * (budget /
+        # sqrt(...))` inside tf.data, and the stream then differed from `poison()`
+        # in the last bit of float64 images.
+        scale = tf.constant(budget, tf.float64) * tf.math.rsqrt(
+            tf.reduce_sum(tf.square(noise), axis=(1, 2, 3), keepdims=True)
+        )
+        noise = tf.cast(noise * scale, work)
         low, high = self._range_bounds(x.dtype)
         values = tf.cast(x, work) + noise
         if x.dtype.is_integer:

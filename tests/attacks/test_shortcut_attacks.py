@@ -294,3 +294,59 @@ def test_every_shortcut_keeps_range_count_and_untouched_rows(
     np.testing.assert_array_equal(x_p[~mask], x[~mask])
     assert mask.sum() <= round(fraction * n)
     assert np.all((x_p != x).reshape(n, -1).any(axis=1) == mask)
+
+
+# ------------------------------------------------- regressions (hostile user) --
+
+
+def test_regression_a_setting_changed_after_first_use_is_refused_not_ignored():
+    # Was silent: the cached plan kept fraction=0.2 while get_config said 1.0.
+    x, y = smooth_images(10, (6, 6, 3)), np.arange(10) % 2
+    attack = ClassPatternNoise(2, 0.05, fraction=0.2)
+    attack.poison(x, y)
+    with pytest.raises(AttributeError, match=r"fraction cannot change.*keep fraction=0.2.*from_config"):
+        attack.fraction = 1.0
+    attack.verbose = 1  # not a setting of the poisons
+    fresh = OnePixelShortcut(2)
+    fresh.pixels = [(0, 0, (1, 1, 1)), (1, 1, (0, 0, 0))]  # before use: allowed
+    x_p, _, _ = fresh.poison(x, y)
+    assert np.all(x_p[y == 0][:, 0, 0] == 1.0)
+    with pytest.raises(AttributeError, match="pixels cannot change"):
+        fresh.pixels = None
+
+
+@pytest.mark.parametrize("make_attack", [
+    lambda **kw: ClassPatternNoise(2, 8, **kw),
+    lambda **kw: OnePixelShortcut(2, **kw),
+    lambda **kw: ClassConvolution(2, **kw),
+    lambda **kw: SeparableNoise(2, 8.0, patch_size=2, **kw),
+], ids=["pattern", "one_pixel", "convolution", "separable"])
+def test_regression_an_integer_range_the_dtype_cannot_hold_is_refused(make_attack):
+    # Was silent: clipped to 256 then cast to uint8 wrapped to 0; int8 "white" was -1.
+    y = np.arange(4) % 2
+    with pytest.raises(ValueError, match=r"uint8 images can hold, inside \[0, 255\].*\(0, 256\)"):
+        make_attack(value_range=(0, 256)).poison(np.full((4, 6, 6, 3), 250, "uint8"), y)
+    with pytest.raises(ValueError, match=r"int8 images.*\(the default for integer images\)"):
+        make_attack().poison(np.full((4, 6, 6, 3), 20, "int8"), y)
+    x_p, _, _ = make_attack(value_range=(-128, 127)).poison(np.full((4, 6, 6, 3), 20, "int8"), y)
+    assert x_p.dtype == np.int8
+
+
+def test_regression_the_selection_keys_on_the_whole_seed():
+    # Was silent: TF's index_shuffle reads 8 bits of the seed on small data sets, so
+    # seeds s, s + 256 and s + 2**32 poisoned the same examples.
+    x, y = smooth_images(40, (8, 8, 3)), np.arange(40) % 4
+    seeds = (1, 257, 513, 1 + 2**32, 1 + 2**62)
+    masks = {s: ClassPatternNoise(4, 0.05, seed=s, fraction=0.3).poison(x, y)[2] for s in seeds}
+    assert len({m.tobytes() for m in masks.values()}) == len(seeds)
+    assert all(m.sum() == 12 for m in masks.values())
+
+
+def test_regression_separable_noise_on_float64_images_streams_bit_identical():
+    # Was 1 ulp apart: grappler rewrote the norm's arithmetic inside tf.data only.
+    x = np.random.default_rng(7).uniform(size=(11, 6, 6, 2))
+    y = np.arange(11) % 2
+    attack = SeparableNoise(2, 0.05, patch_size=3)
+    x_p, _, _ = attack.poison(x, y)
+    streamed = attack.transform(tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
+    np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in streamed]), x_p)
