@@ -456,7 +456,6 @@ def write_outputs(report, args):
     md_path = os.path.splitext(args.out)[0] + ".md"
     with open(md_path, "w") as f:
         f.write("\n".join(lines) + "\n")
-    plot(report, args)
     return md_path
 
 
@@ -471,20 +470,24 @@ def plot(report, args):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn = 0
+    if data["settings"]["protocol"] == "flip":
+        flipped_scenario, flip_label = FLIP_SCENARIOS[data["settings"].get("flips", "random")]
+        lines = [("clean", "-", "clean training set"),
+                 (flipped_scenario, "--", f"{int(100 * args.rate)}% {flip_label}")]
+    else:
+        # Fine-tuning protocol: one line per attack the ensemble was trained under.
+        attacks = sorted({key.split("|")[0] for key in cells})
+        lines = [(attack, style, attack) for attack, style in zip(attacks, ("-", "--", ":", "-."))]
     for index, name in enumerate(data["settings"]["defences"]):
         if parse_defence(name)[0] != "partition":
             continue
-        flipped_scenario, flip_label = FLIP_SCENARIOS[data["settings"].get("flips", "random")]
-        for scenario, style in (("clean", "-"), (flipped_scenario, "--")):
-            key = f"{scenario}|{name}" if data["settings"]["protocol"] == "flip" else None
-            cell = cells.get(key) if key else None
-            if cell is None:
+        for scenario, style, what in lines:
+            cell = cells.get(f"{scenario}|{name}")
+            if cell is None or not cell.get("certified_accuracy"):
                 continue
             curve = cell["certified_accuracy"]
-            label = f"k={parse_defence(name)[1]}, " + (
-                "clean training set" if scenario == "clean" else f"{int(100 * args.rate)}% {flip_label}")
             ax.plot(np.arange(len(curve)), curve, marker=".", linestyle=style,
-                    color=colours[index % len(colours)], label=label)
+                    color=colours[index % len(colours)], label=f"k={parse_defence(name)[1]}, {what}")
             drawn += 1
     if not drawn:
         plt.close(fig)
@@ -508,7 +511,7 @@ def main(argv=None):
     if args.report_only:
         with open(args.out) as f:
             report = Report(args.out, json.load(f))
-        print(write_outputs(report, args), args.plot)
+        print(write_outputs(report, args), plot(report, args) or "(no partition ensemble to plot)")
         return
     command = " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable)] + sys.argv)
     report = Report(args.out, {})
@@ -529,7 +532,7 @@ def main(argv=None):
     (run_flip if args.protocol == "flip" else run_finetune)(report, args)
     report.data["total_seconds"] = report.data.get("total_seconds", 0) + time.perf_counter() - started
     report.save()
-    print(write_outputs(report, args), args.plot)
+    print(write_outputs(report, args), plot(report, args) or "(no partition ensemble to plot)")
 
 
 if __name__ == "__main__":
