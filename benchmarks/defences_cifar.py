@@ -112,6 +112,11 @@ DEFENCES = {
         "pattern removal + colour centering + augmentation",
         "`ClassPatternRemoval(10)` + `ImageAugmentation()` + `ColourCentering()`",
     ),
+    "mean_removal_centre_aug": (
+        "class-mean removal + colour centering + augmentation",
+        "`ClassPatternRemoval(10, frequencies=\"all\")` (each class's whole mean image less the "
+        "average class mean) + `ImageAugmentation()` + `ColourCentering()`",
+    ),
 }
 
 
@@ -251,7 +256,7 @@ def build_and_compile(defence, seed, input_shape):
         front.append(kp.ImageAugmentation(translation=0.125, seed=seed))
     elif defence in ("centre", "removal_centre"):
         front.append(kp.ColourCentering())
-    elif defence == "removal_centre_aug":
+    elif defence in ("removal_centre_aug", "mean_removal_centre_aug"):
         # Centering last, so the model sees centred images at test time too.
         front += [kp.ImageAugmentation(seed=seed), kp.ColourCentering()]
     elif defence == "squeeze":
@@ -306,6 +311,10 @@ def run_cell(attack, defence, seed, data, report, args):
     extra = {}
     if defence in ("removal", "removal_aug", "removal_centre", "removal_centre_aug"):
         removal = kp.ClassPatternRemoval(num_classes=NUM_CLASSES).fit(x_p, y_p)
+    elif defence == "mean_removal_centre_aug":
+        removal = kp.ClassPatternRemoval(num_classes=NUM_CLASSES, frequencies="all").fit(x_p, y_p)
+    if defence in ("removal", "removal_aug", "removal_centre", "removal_centre_aug",
+                   "mean_removal_centre_aug"):
         x_p, _ = removal.remove(x_p, y_p)
         extra["removal_weights"] = removal.weights.tolist()
         extra["removal_snr"] = removal.signal_to_noise.tolist()

@@ -41,8 +41,8 @@ class ClassPatternRemoval:
 
     `fit` makes one streaming pass over the (possibly poisoned) training
     data and keeps, per class, the mean and variance of every image's
-    high-pass residual `x - box_blur(x)` (a `kernel_size` box). The pattern of
-    class `c` is
+    high-pass residual `x - box_blur(x)` (a `kernel_size` box), or of the
+    whole image with `frequencies="all"`. The pattern of class `c` is
 
         pattern_c = w_c * (r_c - mean_k r_k)
 
@@ -65,7 +65,13 @@ class ClassPatternRemoval:
     smooth pattern (`SmoothClassPattern`) passes the high-pass estimate
     untouched, and a trusted reference of 500 CIFAR-10 images still leaves
     0.70 of it, the class means of 50 images a class being noisier than a
-    16/255 smooth pattern (docs/benchmarks.md §15).
+    16/255 smooth pattern (docs/benchmarks.md §15). `frequencies="all"`
+    takes each class's whole mean image (less the average of the class
+    means) as its pattern: every class-constant additive pattern, smooth or
+    not, goes with it, and so does the natural difference between the class
+    means, which the model then never sees in training; an attacker who
+    varies the pattern from image to image, so that the class mean does not
+    hold it, is not removed.
 
     Args:
         num_classes: int >= 2.
@@ -75,6 +81,8 @@ class ClassPatternRemoval:
             with integer images and `(0, 1)` with floats. Defaults to `None`.
         shrink: bool, whether to apply the shrinkage `w_c`. Defaults to
             `True`.
+        frequencies: `"high"` (the high-pass residual of each class mean)
+            or `"all"` (the whole class mean). Defaults to `"high"`.
 
     Attributes:
         patterns: after `fit`, float32 array `(num_classes, *image_shape)`.
@@ -98,7 +106,9 @@ class ClassPatternRemoval:
     True
     """
 
-    def __init__(self, num_classes, kernel_size=3, value_range=None, shrink=True):
+    def __init__(
+        self, num_classes, kernel_size=3, value_range=None, shrink=True, frequencies="high"
+    ):
         self.num_classes = validate_num_classes(num_classes)
         self.kernel_size = validate_int("kernel_size", kernel_size, 3)
         if self.kernel_size % 2 == 0:
@@ -107,6 +117,12 @@ class ClassPatternRemoval:
             )
         self.value_range = validate_value_range("value_range", value_range)
         self.shrink = bool(shrink)
+        if frequencies not in ("high", "all"):
+            raise ValueError(
+                'Expected `frequencies` to be "high" or "all". Received: '
+                f"frequencies={frequencies!r}"
+            )
+        self.frequencies = frequencies
         self.patterns = None
         self.weights = None
         self.signal_to_noise = None
@@ -128,8 +144,9 @@ class ClassPatternRemoval:
                 of `(image, label)` elements or batches (then `y` is `None`).
             y: labels for array `x`, sparse or one-hot.
             reference: `None`, or trusted clean data `(x_ref, y_ref)` (or a
-                dataset) with every class. Without it, only the fine detail
-                of each class mean is taken as pattern; with it, the pattern
+                dataset) with every class. Without it, the fine detail of
+                each class mean (or, with `frequencies="all"`, the whole of
+                it) less the average class mean is taken as pattern; with it, the pattern
                 is the whole difference between the class means of `x` and
                 of `reference` (colour shift included), which also suits
                 aligned data such as digits. Defaults to `None`.
@@ -137,7 +154,8 @@ class ClassPatternRemoval:
         Returns:
             `self`, fitted.
         """
-        sums, squares, counts = self._statistics(x, y, "x", high_pass=reference is None)
+        high_pass = reference is None and self.frequencies == "high"
+        sums, squares, counts = self._statistics(x, y, "x", high_pass=high_pass)
         if reference is None:
             self._finish_fit(sums, squares, counts)
             return self
@@ -454,6 +472,7 @@ class ClassPatternRemoval:
             "kernel_size": self.kernel_size,
             "value_range": list(self.value_range) if self.value_range else None,
             "shrink": self.shrink,
+            "frequencies": self.frequencies,
         }
 
     @classmethod

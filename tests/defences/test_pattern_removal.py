@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_poison import ClassPatternNoise
 from keras_poison import ClassPatternRemoval
+from keras_poison import SmoothClassPattern
 from keras_poison import datasets
 
 
@@ -109,8 +110,46 @@ def test_removal_with_a_trusted_reference_wins_back_digit_accuracy():
     assert cleaned > poisoned + 0.03
 
 
+def _class_dependent_energy(images, labels, num_classes):
+    """Energy of the class means about their average: what a class shortcut can use."""
+    means = np.stack([images[labels == c].mean(axis=0) for c in range(num_classes)])
+    return float(((means - means.mean(axis=0)) ** 2).sum())
+
+
+def test_whole_class_means_remove_a_smooth_pattern_the_high_pass_misses():
+    x, y = natural_like_images()
+    attack = SmoothClassPattern(num_classes=4, epsilon=0.05, seed=2)
+    x_poisoned, _, _ = attack.poison(x, y)
+    left = {}
+    for frequencies in ("high", "all"):
+        # No shrinkage: 150 noisy images a class would shrink the whole-mean estimate.
+        removal = ClassPatternRemoval(num_classes=4, frequencies=frequencies, shrink=False)
+        cleaned, labels = removal.fit(x_poisoned, y).remove(x_poisoned, y)
+        np.testing.assert_array_equal(labels, y)
+        # What a class shortcut could still use: the spread of the class means.
+        left[frequencies] = _class_dependent_energy(cleaned, y, 4)
+    poisoned = _class_dependent_energy(x_poisoned, y, 4)
+    assert left["high"] > 0.7 * poisoned  # smooth: the high-pass estimate sees little of it
+    assert left["all"] < 0.05 * poisoned  # the class means are made equal
+
+
+def test_whole_class_mean_removal_streams_like_numpy():
+    x, y = natural_like_images(n=120, size=8)
+    removal = ClassPatternRemoval(num_classes=4, frequencies="all").fit(x, y)
+    expected, _ = removal.remove(x, y)
+    stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(32).apply(removal)
+    got = np.concatenate([images.numpy() for images, _ in stream])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_unknown_frequencies_are_rejected():
+    with pytest.raises(ValueError, match=r'"high" or "all".*frequencies=\'low\''):
+        ClassPatternRemoval(num_classes=4, frequencies="low")
+
+
 def test_config_round_trip():
-    removal = ClassPatternRemoval(num_classes=5, kernel_size=5, value_range=(0, 255), shrink=False)
+    removal = ClassPatternRemoval(num_classes=5, kernel_size=5, value_range=(0, 255), shrink=False,
+                                  frequencies="all")
     assert ClassPatternRemoval.from_config(removal.get_config()).get_config() == removal.get_config()
 
 
