@@ -30,7 +30,10 @@ class OnePixelShortcut(ImageShortcutAttack):
     Class `c` owns a pixel `(row_c, col_c)` and a colour `b_c` in
     `{0, 1}^channels` (each channel at the low or the high end of the
     value range). Each selected image of class `c` gets that pixel set to
-    that colour; nothing else changes, labels included.
+    that colour; nothing else changes, labels included. The mask marks the
+    images that changed: a selected image whose pixel already had its
+    class's colour is left out of it, so the mask may count fewer than the
+    `round(fraction * n)` images selected.
 
     `OnePixelShortcut.search(x, y, num_classes)` finds the pixels as the
     paper's Algorithm 1 does (Wu et al. 2023, §3.2 and Eq. 2): for each
