@@ -123,11 +123,13 @@ class ImageAugmentation(keras.layers.Layer):
             )
 
     def build(self, input_shape):
+        _check_image_batch(input_shape, "ImageAugmentation")
         for step in self._steps:
             step.build(input_shape)
         self.built = True
 
     def call(self, inputs, training=None):
+        _check_image_batch(tuple(inputs.shape), "ImageAugmentation")
         if training and self._steps:
             inputs = _checked_range(inputs, self.value_range, "ImageAugmentation")
         outputs = inputs
@@ -151,6 +153,23 @@ class ImageAugmentation(keras.layers.Layer):
             }
         )
         return config
+
+
+def _check_image_batch(shape, caller):
+    """Refuses anything but `(batch, height, width, channels)`.
+
+    A rank-3 input is ambiguous: Keras' random layers read it as one image
+    `(H, W, C)`, so a batch of grayscale images `(B, H, W)` would get one
+    random draw for the whole batch, flipped along the wrong axis, and the
+    per-image mean would be taken across the batch.
+    """
+    if shape is not None and len(shape) != 4:
+        raise ValueError(
+            f"{caller} works on batches of images (batch, height, width, channels). "
+            f"Received: input shape {tuple(shape)}. Give grayscale images a channel "
+            "axis (`x[..., None]`, or `keras.Input((H, W, 1))`) and a single image a "
+            "batch axis."
+        )
 
 
 def _checked_range(inputs, value_range, caller):
@@ -217,8 +236,13 @@ class ColourCentering(keras.layers.Layer):
     True
     """
 
+    def build(self, input_shape):
+        _check_image_batch(input_shape, "ColourCentering")
+        self.built = True
+
     def call(self, inputs):
         inputs = keras.ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
+        _check_image_batch(tuple(inputs.shape), "ColourCentering")
         return inputs - keras.ops.mean(inputs, axis=(-3, -2), keepdims=True)
 
     def compute_output_shape(self, input_shape):

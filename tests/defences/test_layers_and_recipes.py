@@ -595,3 +595,17 @@ def test_frequency_cut_off_keeps_what_the_share_says_despite_float_error():
                                       keep_frequencies=0.29)
     np.testing.assert_allclose(as_numpy(layer(x, training=True)),
                                low_passed_reference(x, kept=(29, 29)), atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [ImageAugmentation, keras_poison.ColourCentering])
+def test_image_layers_refuse_grayscale_batches_without_a_channel_axis(make):
+    # (B, H, W) would be read as one (H, W, C) image: one random draw for the
+    # whole batch, flips along the wrong axis, means taken across the batch.
+    gray = np.random.default_rng(0).uniform(size=(4, 6, 5)).astype("float32")
+    with pytest.raises(ValueError, match=r"\(batch, height, width, channels\).*\(4, 6, 5\).*x\[\.\.\., None\]"):
+        make()(gray, training=True) if make is ImageAugmentation else make()(gray)
+    with pytest.raises(ValueError, match=r"input shape \(None, 6, 5\)"):
+        keras.Sequential([keras.Input((6, 5)), make()])
+    # With the channel axis the same images are treated one by one.
+    centred = keras_poison.ColourCentering()(gray[..., None]).numpy()
+    np.testing.assert_allclose(centred.mean(axis=(1, 2)), 0, atol=1e-6)
