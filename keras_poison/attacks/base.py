@@ -243,7 +243,22 @@ class PoisoningAttack(abc.ABC):
                     "outside that range.",
                 )
             ]
-        if layout.label_format != streams.ONE_HOT and not y.dtype.is_integer:
+        if layout.label_format == streams.ONE_HOT:
+            # A row's class is its largest entry; with a tie (or a row of
+            # zeros) it has none, and swapping two equal columns to relabel
+            # it would change nothing while the mask reported a change.
+            largest = tf.reduce_max(y, axis=-1, keepdims=True)
+            ties = tf.reduce_sum(tf.cast(tf.equal(y, largest), tf.int32), axis=-1)
+            checks.append(
+                (
+                    tf.reduce_all(ties == 1),
+                    "Expected every one-hot or soft label row to have a single "
+                    "largest entry (its class). Received: a row whose largest "
+                    "entry is tied (or a row of zeros), so its class is undefined. "
+                    "Pass sparse class indices, or fix those rows.",
+                )
+            )
+        elif not y.dtype.is_integer:
             checks.append(
                 (
                     tf.reduce_all(tf.equal(y, tf.round(y))),

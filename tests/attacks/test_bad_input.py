@@ -73,6 +73,21 @@ def test_one_hot_width_different_from_num_classes_is_rejected():
         RandomFlip(0.2, 3)(ds)
 
 
+@pytest.mark.parametrize("row", [[0.5, 0.5, 0.0], [0.0, 0.0, 0.0]])
+def test_one_hot_rows_without_a_single_largest_entry_are_rejected(row):
+    # Relabelling swaps the class's column with the new one: with a tie the
+    # swap changed nothing while the mask said the label changed.
+    y = np.eye(3, dtype="float32")[Y]
+    y[2] = row
+    with pytest.raises(ValueError, match="single largest entry"):
+        RandomFlip(1.0, 3, seed=0).poison(X, y)
+    ds = tf.data.Dataset.from_tensor_slices((X, y))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="single largest entry"):
+        list(RandomFlip(1.0, 3, seed=0).transform(ds, with_mask=True))
+    with pytest.raises(ValueError, match="single largest entry"):
+        ClassPatternNoise(3, epsilon=0.1).poison(X, y)
+
+
 def test_x_and_y_of_different_lengths_are_rejected():
     with pytest.raises(ValueError, match=r"len\(x\)=6, len\(y\)=5"):
         RandomFlip(0.2, 3).poison(X, Y[:5])
