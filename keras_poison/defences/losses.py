@@ -48,7 +48,19 @@ def _target_distribution(y_true, y_pred):
         y_true = ops.squeeze(y_true, axis=-1)
         rank_true -= 1
     if rank_true == rank_pred - 1:
-        return ops.one_hot(ops.cast(y_true, "int32"), num_classes, dtype=y_pred.dtype)
+        import tensorflow as tf  # a graph assertion (TF backend)
+
+        indices = ops.cast(y_true, "int32")
+        # one_hot turns an index outside [0, K) into a row of zeros: a finite,
+        # constant loss that trains on nothing. Keras' sparse crossentropy raises.
+        inside = tf.debugging.Assert(
+            tf.reduce_all((indices >= 0) & (indices < num_classes)),
+            [f"Expected sparse labels in [0, {num_classes}) (the width of y_pred). "
+             "Received: labels from", tf.reduce_min(indices), "to", tf.reduce_max(indices)],
+        )
+        with tf.control_dependencies([inside]):
+            indices = tf.identity(indices)
+        return ops.one_hot(indices, num_classes, dtype=y_pred.dtype)
     if rank_true == rank_pred and y_true.shape[-1] in (num_classes, None):
         return ops.cast(y_true, y_pred.dtype)
     raise ValueError(

@@ -306,3 +306,25 @@ def test_loss_repr_shows_its_configuration():
 def test_loss_repr_names_a_non_default_dtype():
     assert "dtype='float16'" in repr(GeneralizedCrossentropy(dtype="float16"))
     assert "dtype" not in repr(GeneralizedCrossentropy())
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES, ids=IDS)
+@pytest.mark.parametrize("bad", [4, -1])
+def test_sparse_labels_outside_the_classes_are_rejected(loss, bad):
+    # one_hot made them rows of zeros: a finite, constant loss that trained on nothing.
+    labels = LABELS.copy()
+    labels[3] = bad
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"sparse labels in \[0, 4\)"):
+        value(loss, labels, PROBS)
+
+
+def test_fit_with_off_by_one_labels_raises_instead_of_training_on_nothing():
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="softmax")])
+    model.compile("sgd", GeneralizedCrossentropy())
+    x = RNG.normal(size=(8, 3)).astype("float32")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"sparse labels in \[0, 4\)"):
+        model.fit(x, LABELS + 1, epochs=1, verbose=0)
