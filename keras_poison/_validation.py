@@ -222,3 +222,27 @@ def to_class_indices(value, name):
             f"Received: {name} contains {int(array.min())}"
         )
     return array, width
+
+
+# Softmax outputs in float32 sum to 1 only up to rounding.
+PROBABILITY_SUM_TOLERANCE = 1e-3
+
+
+def check_probabilities(probabilities, name, hint=""):
+    """Raises unless every row of a 2-D float array is a probability vector.
+
+    Catches logits passed where softmax outputs are expected (a model
+    without a final softmax, or `from_logits` left at its default).
+    """
+    if not np.all(np.isfinite(probabilities)) or probabilities.min() < 0 or probabilities.max() > 1:
+        raise ValueError(
+            f"Expected `{name}` to hold probabilities in [0, 1]. Received: values from "
+            f"{np.nanmin(probabilities):.4g} to {np.nanmax(probabilities):.4g}{hint}"
+        )
+    sums = probabilities.sum(axis=1)
+    worst = int(np.argmax(np.abs(sums - 1)))
+    if abs(sums[worst] - 1) > PROBABILITY_SUM_TOLERANCE:
+        raise ValueError(
+            f"Expected each row of `{name}` to sum to 1 (softmax outputs, not logits). "
+            f"Received: row {worst} sums to {sums[worst]:.4f}{hint}"
+        )

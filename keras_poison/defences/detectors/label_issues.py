@@ -22,6 +22,7 @@ from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 from sklearn.model_selection import StratifiedKFold
 
+from keras_poison._validation import check_probabilities
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_model_builder
@@ -36,8 +37,6 @@ _FILTERS = (
     "low_normalized_margin",
     "low_self_confidence",
 )
-# Softmax outputs in float32 sum to 1 only up to rounding.
-_SUM_TOLERANCE = 1e-3
 
 
 class LabelIssueDetector:
@@ -220,16 +219,5 @@ def _checked_probabilities(value, labels, name):
             f"Expected `{name}` with a column for every class (labels go up to "
             f"{int(labels.max(initial=0))}). Received: {width} columns"
         )
-    if not np.all(np.isfinite(probabilities)) or probabilities.min() < 0 or probabilities.max() > 1:
-        raise ValueError(
-            f"Expected `{name}` to hold probabilities in [0, 1]. Received: values from "
-            f"{np.nanmin(probabilities):.4g} to {np.nanmax(probabilities):.4g}"
-        )
-    sums = probabilities.sum(axis=1)
-    worst = int(np.argmax(np.abs(sums - 1)))
-    if abs(sums[worst] - 1) > _SUM_TOLERANCE:
-        raise ValueError(
-            f"Expected each row of `{name}` to sum to 1 (softmax outputs, not logits). "
-            f"Received: row {worst} sums to {sums[worst]:.4f}"
-        )
-    return probabilities / sums[:, None]
+    check_probabilities(probabilities, name)
+    return probabilities / probabilities.sum(axis=1)[:, None]

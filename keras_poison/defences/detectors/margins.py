@@ -43,6 +43,7 @@ import keras
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
+from keras_poison._validation import check_probabilities
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_model_builder
@@ -72,6 +73,11 @@ def margins_of(outputs, labels, from_logits=False):
     """
     scores = np.asarray(outputs, np.float64)
     if not from_logits:
+        # Logits read as probabilities would floor every negative one to
+        # log(tiny): margins near -86, flagged as label noise.
+        check_probabilities(
+            scores, "outputs", hint=". Pass from_logits=True for a model that outputs logits."
+        )
         scores = np.log(np.maximum(scores, 0.0), where=scores > 0, out=np.full_like(scores, _LOG_FLOOR))
     rows = np.arange(len(labels))
     assigned = scores[rows, labels]

@@ -155,3 +155,24 @@ def test_mixture_flags_every_aum_below_the_cut_even_in_the_far_lower_tail():
     report = AUMDetector().detect(None, np.zeros(len(aum), int), aum=aum)
     assert report.flagged[-2:].all()
     np.testing.assert_array_equal(report.flagged, aum <= report.details["gmm_cut"])
+
+
+def test_logits_read_as_probabilities_are_refused():
+    # Every negative logit would be floored to log(tiny): margins near -86.
+    logits = np.array([[1.2, -0.4], [-0.3, 0.5]])
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\].*from_logits=True"):
+        margins_of(logits, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"sum to 1 \(softmax outputs, not logits\)"):
+        margins_of(np.array([[0.2, 0.3], [0.5, 0.5]]), np.array([0, 1]))
+
+
+def test_recorder_on_a_logit_model_without_from_logits_raises():
+    x = np.random.default_rng(0).uniform(size=(12, 4)).astype("float32")
+    y = np.arange(12) % 2
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="from_logits=True"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[MarginRecorder(x, y)])
+    recorder = MarginRecorder(x, y, from_logits=True)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder])
+    assert len(recorder.margins) == 1
