@@ -409,9 +409,16 @@ class ClassOrientedPoison(abc.ABC):
         injection = self._prepare_injection(seed_images, seed_labels, chosen)
         self.stream_injection = injection
         self._stream_seeds = (self._seed_images, self._seed_labels)
+        num_examples = len(labels)
+        source = streams.batching_source(dataset) if layout.batched else None
+        if source is not None and source.drop_remainder:
+            # The stream yields a prefix of what its `batch` op reads; the
+            # injection counts positions in the latter (the seeds, chosen
+            # among the examples the stream yields, all lie in the prefix).
+            num_examples = source.num_examples
         return injection.transform(
             dataset,
-            num_examples=len(labels),
+            num_examples=num_examples,
             batched=layout.batched,
             with_mask=with_mask,
             image_key=image_key,

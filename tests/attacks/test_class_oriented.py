@@ -275,6 +275,21 @@ def test_tf_data_path_matches_numpy_for_any_batching(batch):
     np.testing.assert_array_equal(mask_t, mask_np)
 
 
+def test_a_stream_that_drops_its_last_batch_gets_the_poisons_of_what_it_yields():
+    # It used to raise about a `num_examples` the user never passed.
+    model = mlp()
+    x, y = data(45)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(7, drop_remainder=True)
+    attack = SupplanterPoison(model, 0, epsilon=0.05, steps=2, rate=0.4)
+    out = list(attack.transform(ds, with_mask=True).as_numpy_iterator())
+    x_np, y_np, mask_np = SupplanterPoison(model, 0, epsilon=0.05, steps=2, rate=0.4).poison(
+        x[:42], y[:42]
+    )
+    np.testing.assert_array_equal(np.concatenate([e[0] for e in out]), x_np)
+    np.testing.assert_array_equal(np.concatenate([e[1] for e in out]), y_np)
+    np.testing.assert_array_equal(np.concatenate([e[2] for e in out]), mask_np)
+
+
 def test_one_hot_labels_keep_their_format():
     model = mlp()
     x, y = data(40)
