@@ -246,3 +246,28 @@ def check_probabilities(probabilities, name, hint=""):
             f"Expected each row of `{name}` to sum to 1 (softmax outputs, not logits). "
             f"Received: row {worst} sums to {sums[worst]:.4f}{hint}"
         )
+
+
+def bounds_inside(value_range, dtype):
+    """`(low, high)` as Python floats that images of `dtype` can hold, inside `value_range`.
+
+    Whole grey levels for integer images. For float16/32/64, the bound moves
+    one step inward when the dtype cannot hold it exactly (0.7 is 0.70019 in
+    float16): a value clipped in a wider dtype and cast back could otherwise
+    round past it.
+    """
+    import tensorflow as tf
+
+    low, high = (float(bound) for bound in value_range)
+    dtype = tf.as_dtype(dtype)
+    if dtype.is_integer:
+        return float(np.ceil(low)), float(np.floor(high))
+    if dtype in (tf.float16, tf.float32, tf.float64):
+        kind = dtype.as_numpy_dtype
+        inner_low, inner_high = kind(low), kind(high)
+        if float(inner_low) < low:
+            inner_low = np.nextafter(inner_low, kind(np.inf))
+        if float(inner_high) > high:
+            inner_high = np.nextafter(inner_high, kind(-np.inf))
+        return float(inner_low), float(inner_high)
+    return low, high

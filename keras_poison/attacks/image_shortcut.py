@@ -13,6 +13,7 @@ which compares only the rewritten rows.
 import numpy as np
 import tensorflow as tf
 
+from keras_poison._validation import bounds_inside
 from keras_poison._validation import default_value_range
 from keras_poison._validation import validate_num_classes
 from keras_poison._validation import validate_rate
@@ -118,10 +119,7 @@ class ImageShortcutAttack(PoisoningAttack):
     def _range_bounds(self, dtype):
         """`(low, high)` as Python floats; for integer images, the whole grey
         levels inside the range (a rewritten pixel never leaves it)."""
-        low, high = self.resolved_value_range(dtype)
-        if tf.as_dtype(dtype).is_integer:
-            low, high = float(np.ceil(low)), float(np.floor(high))
-        return low, high
+        return bounds_inside(self.resolved_value_range(dtype), dtype)
 
     def _to_unit(self, x):
         """Images as floats in [0, 1] of their range, in the working dtype."""

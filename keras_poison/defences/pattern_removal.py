@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_poison import streams
+from keras_poison._validation import bounds_inside
 from keras_poison._validation import default_value_range
 from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
@@ -370,7 +371,7 @@ class ClassPatternRemoval:
         )
         with tf.control_dependencies([inside]):
             values = values - tf.gather(table, labels)
-        values = tf.clip_by_value(values, low, high)
+        values = tf.clip_by_value(values, *bounds_inside((low, high), images.dtype))
         if images.dtype.is_integer:
             values = tf.round(values)
         return tf.cast(values, images.dtype)

@@ -350,3 +350,24 @@ def test_regression_separable_noise_on_float64_images_streams_bit_identical():
     x_p, _, _ = attack.poison(x, y)
     streamed = attack.transform(tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
     np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in streamed]), x_p)
+
+
+@pytest.mark.parametrize("which", ["pattern", "smooth", "separable", "convolution", "one_pixel"])
+def test_float16_images_stay_inside_a_range_float16_cannot_hold_exactly(which):
+    # 0.7 is 0.70019 in float16: a clip in float32 then a cast rounded past it.
+    x = np.full((8, 4, 4, 3), np.float16(0.6997), "float16")
+    x[:, 0, 0] = 0.1  # some structure for the blur to act on
+    y = np.arange(8) % 2
+    attack = {
+        "pattern": lambda: ClassPatternNoise(2, 0.05, value_range=(0.0, 0.7)),
+        "smooth": lambda: SmoothClassPattern(2, epsilon=0.05, value_range=(0.0, 0.7)),
+        "separable": lambda: SeparableNoise(2, epsilon=0.05, patch_size=2, value_range=(0.0, 0.7)),
+        "convolution": lambda: ClassConvolution(2, value_range=(0.0, 0.7)),
+        "one_pixel": lambda: OnePixelShortcut(2, value_range=(0.0, 0.7)),
+    }[which]()
+    x_p, _, mask = attack.poison(x, y)
+    assert x_p.dtype == np.float16 and mask.any()
+    assert float(x_p.max()) <= 0.7 and float(x_p.min()) >= 0.0
+    # The next range-checked step accepts the result, and keeps to the range too.
+    cleaned, _ = ClassPatternRemoval(2, value_range=(0.0, 0.7)).fit(x_p, y).remove(x_p, y)
+    assert cleaned.dtype == np.float16 and float(cleaned.max()) <= 0.7
