@@ -25,6 +25,10 @@ def write_plots(results, out):
     * `ctt_over_epochs.png`: test error and CTT after every fine-tuning
       epoch of the COEG scenarios (paper Figs. 2 and 4);
     * `ctt_vs_alpha.png`: final CTT and test error against α (paper Fig. 4);
+    * `ctt_per_class_vs_alpha.png`: each class's CTT toward the supplanter
+      against α, one heat map per set attack (paper Fig. 5); the fine-tuning
+      learning rate is in the titles, so runs at two rates (`--param
+      finetune_lr=…`) give the paper's Fig. 6 side by side;
     * `cft_per_class.png`: per-class CFT of COES and its baselines (paper
       Table 3).
 
@@ -42,6 +46,7 @@ def write_plots(results, out):
         ("training_curves.png", training_curves),
         ("ctt_over_epochs.png", ctt_over_epochs),
         ("ctt_vs_alpha.png", ctt_vs_alpha),
+        ("ctt_per_class_vs_alpha.png", ctt_per_class_vs_alpha),
         ("cft_per_class.png", cft_per_class),
     ):
         figure = draw(results)
@@ -187,6 +192,54 @@ def ctt_vs_alpha(results):
         axis.set_xlabel("poisoned fraction α")
         axis.grid(alpha=0.3)
     right.legend(fontsize=8)
+    return figure
+
+
+def ctt_per_class_grids(results):
+    """`{(scenario, learning rate): (alphas, grid)}`, grid[class, α] = mean CTT in points."""
+    runs = {}
+    for cell in results["cells"].values():
+        for alpha, record in cell.get("alphas", {}).items():
+            if record.get("ctt_per_class") is None:
+                continue
+            key = (cell["scenario"], record.get("finetune_learning_rate"))
+            runs.setdefault(key, {}).setdefault(float(alpha), []).append(
+                [np.nan if v is None else v for v in record["ctt_per_class"]]
+            )
+    grids = {}
+    for key in sorted(runs, key=str):
+        alphas = sorted(runs[key])
+        grid = np.stack(
+            [100 * np.nanmean(np.asarray(runs[key][a], np.float64), axis=0) for a in alphas],
+            axis=1,
+        )
+        grids[key] = (alphas, grid)
+    return grids
+
+
+def ctt_per_class_vs_alpha(results):
+    """Per-class CTT toward the supplanter against α, a heat map per set attack; or `None`.
+
+    Paper Fig. 5: how many test images of each class the attacked model
+    newly assigns to the supplanter (eq. 9 per class), by poisoned fraction.
+    """
+    grids = ctt_per_class_grids(results)
+    if not grids:
+        return None
+    names = results["data"]["class_names"]
+    figure, axes = _figure(width=3.2 * len(grids) + 1.5, height=0.3 * len(names) + 2,
+                           columns=len(grids))
+    image = None
+    for axis, ((scenario, lr), (alphas, grid)) in zip(axes, grids.items()):
+        image = axis.imshow(grid, cmap="Reds", vmin=0, vmax=100, aspect="auto")
+        for (row, column), value in np.ndenumerate(grid):
+            if np.isfinite(value):
+                axis.text(column, row, f"{value:.0f}", ha="center", va="center", fontsize=7)
+        axis.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+        axis.set_yticks(range(len(names)), names, fontsize=7)
+        axis.set_xlabel("poisoned fraction α")
+        axis.set_title(f"{scenario}" + (f", lr {lr:g}" if lr is not None else ""), fontsize=9)
+    figure.colorbar(image, ax=axes, label="CTT toward the supplanter (points)")
     return figure
 
 

@@ -129,6 +129,7 @@ def test_coeg_set_reports_ctt_per_alpha(tiny_digits, oriented_out):
     assert "| coeg_set | α=0.5 |" in table
     plots = os.listdir(os.path.join(oriented_out, "plots"))
     assert "ctt_over_epochs.png" in plots and "ctt_vs_alpha.png" in plots
+    assert "ctt_per_class_vs_alpha.png" in plots  # paper Fig. 5
 
 
 def test_coeg_single_fine_tunes_on_one_point(tiny_digits, oriented_out):
