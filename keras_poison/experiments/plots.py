@@ -226,7 +226,12 @@ def ctt_per_class_vs_alpha(results):
     grids = ctt_per_class_grids(results)
     if not grids:
         return None
-    names = results["data"]["class_names"]
+    supplanter = next(
+        (c.get("supplanter") for c in results["cells"].values() if "alphas" in c), None
+    )
+    # The supplanter's own row is its images' change toward themselves (not in eq. 9).
+    names = [f"{n} (supplanter)" if k == supplanter else n
+             for k, n in enumerate(results["data"]["class_names"])]
     figure, axes = _figure(width=3.2 * len(grids) + 1.5, height=0.3 * len(names) + 2,
                            columns=len(grids))
     image = None
