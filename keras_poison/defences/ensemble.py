@@ -290,18 +290,47 @@ class _VotingEnsemble(keras.Model, metaclass=abc.ABCMeta):
                 )
         self.build_model = build_model
         self.members = members
-        self.trained = bool(trained)
+        # A variable, not a config entry: it is saved and loaded with the
+        # weights, so a rebuild without them (`from_config`, `clone_model`)
+        # has fresh members and is untrained, while a loaded `.keras` file
+        # keeps the flag its members were saved with.
+        self._trained_flag = self.add_weight(
+            shape=(), dtype="int32", initializer="zeros", trainable=False, name="trained"
+        )
+        self.trained = trained
         self._member_input_shape = input_shape
         self.built = True
         self.compile()
+
+    @property
+    def trained(self):
+        """Whether the members were trained (by `fit`, or as passed or loaded)."""
+        return bool(keras.ops.convert_to_numpy(self._trained_flag))
+
+    @trained.setter
+    def trained(self, value):
+        self._trained_flag.assign(1 if value else 0)
 
     # -- Keras model -----------------------------------------------------
 
     def call(self, inputs):
         """The share of members voting for each class, `(batch, num_classes)`."""
+        import tensorflow as tf  # a graph assertion (TF backend)
+
         votes = None
-        for member in self.members:
-            choice = keras.ops.argmax(member(inputs, training=False), axis=-1)
+        for index, member in enumerate(self.members):
+            outputs = member(inputs, training=False)
+            # argmax reads a NaN row as class 0: a diverged member would vote
+            # (and be certified) for class 0 on every image.
+            finite = tf.debugging.Assert(
+                tf.reduce_all(tf.math.is_finite(outputs)),
+                [f"{type(self).__name__}: member {index} gave non-finite outputs (NaN "
+                 "or inf), so its vote is undefined. It diverged in training: retrain "
+                 "it, with a lower learning rate for instance."],
+            )
+            with tf.control_dependencies([finite]):
+                outputs = tf.identity(outputs)
+            choice = keras.ops.argmax(outputs, axis=-1)
             vote = keras.ops.one_hot(choice, self.num_classes, dtype="float32")
             votes = vote if votes is None else votes + vote
         return votes / float(self.k)
@@ -347,7 +376,6 @@ class _VotingEnsemble(keras.Model, metaclass=abc.ABCMeta):
                 "k": self.k,
                 "num_classes": self.num_classes,
                 "seed": self.seed,
-                "trained": self.trained,
                 "members": [keras.saving.serialize_keras_object(m) for m in self.members],
             }
         )
@@ -356,6 +384,9 @@ class _VotingEnsemble(keras.Model, metaclass=abc.ABCMeta):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        # A config without weights builds fresh members: untrained, whatever
+        # an older config said ("trained" was a config entry once).
+        config.pop("trained", None)
         members = [
             keras.saving.deserialize_keras_object(m, custom_objects=custom_objects)
             for m in config.pop("members")

@@ -422,3 +422,40 @@ def test_a_stream_with_random_images_before_fit_is_refused_before_training():
     with pytest.raises(ValueError, match="other images on a second pass"):
         ensemble.fit(noisy, epochs=1, batch_size=8, verbose=0)
     assert not ensemble.trained
+
+
+def _tiny_builder():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def test_a_diverged_member_is_an_error_not_a_vote_for_class_zero():
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype("float32")
+    y = np.arange(30) % 3
+    ensemble = PartitionEnsemble(_tiny_builder, k=3, num_classes=3)
+    ensemble.fit(x, y, epochs=1, verbose=0)
+    member = ensemble.members[1]
+    member.set_weights([np.full_like(w, np.nan) for w in member.get_weights()])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="member 1 gave non-finite outputs"):
+        ensemble.certify(x)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="non-finite"):
+        ensemble.evaluate(x, y, verbose=0)
+
+
+@pytest.mark.parametrize("rebuild", ["from_config", "clone_model"])
+def test_a_rebuild_without_weights_is_untrained_and_cannot_certify(rebuild):
+    x = np.random.default_rng(0).normal(size=(30, 4)).astype("float32")
+    y = np.arange(30) % 3
+    ensemble = PartitionEnsemble(_tiny_builder, k=3, num_classes=3)
+    ensemble.fit(x, y, epochs=1, verbose=0)
+    if rebuild == "from_config":
+        copy = PartitionEnsemble.from_config(ensemble.get_config())
+    else:
+        copy = keras.models.clone_model(ensemble)
+    assert ensemble.trained and not copy.trained  # fresh members: nothing to certify
+    with pytest.raises(ValueError, match="untrained ensemble"):
+        copy.certify(x)
+    copy.set_weights(ensemble.get_weights())  # the weights carry the flag
+    assert copy.trained
+    np.testing.assert_array_equal(copy.certify(x)[1], ensemble.certify(x)[1])
