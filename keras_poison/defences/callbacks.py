@@ -29,6 +29,8 @@ _TRAINED_SHARE = 0.25
 # (chosen on clean runs from scratch: benchmarks/monitor_from_scratch.py).
 _SETTLED_EPOCHS = 3
 _SETTLED_GAIN = 0.06
+# Float slack when comparing a change of rates with its limit.
+_TOLERANCE = 1e-9
 
 
 @keras.saving.register_keras_serializable(package="keras_poison")
@@ -97,8 +99,9 @@ class PoisonMonitor(keras.callbacks.Callback):
         restore_last_good_weights: bool; with `action="stop"`, put back the
             weights of the last good epoch when stopping. Defaults to `True`.
         start_from_epoch: `"auto"` or an int >= 0, the number of epochs
-            that only update the reference before alarms can fire (`0`:
-            from the first epoch). Defaults to `"auto"` (see above).
+            of each `fit` that only update the reference before alarms can
+            fire (`0`: from the first epoch; counted from `initial_epoch`
+            when a fit resumes). Defaults to `"auto"` (see above).
         class_names: list of str or `None`, used in the log keys and
             messages instead of class indices. Defaults to `None`.
         prefix: str put before every key. Defaults to `"monitor_"`.
@@ -292,7 +295,9 @@ class PoisonMonitor(keras.callbacks.Callback):
                 "reference": float(reference[k]),
             }
             for kind, change, limit, value, reference in checks
-            for k in np.flatnonzero(change > limit)
+            # "More than" the limit, as documented: a change equal to it
+            # (0.9 - 0.7 is 0.20000000000000007 in floats) does not alarm.
+            for k in np.flatnonzero(change > limit + _TOLERANCE)
         ]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -312,7 +317,9 @@ class PoisonMonitor(keras.callbacks.Callback):
             if self.start_from_epoch == AUTO:
                 self.armed = self._settled()
             else:
-                self.armed = epoch + 1 >= self.start_from_epoch
+                # Epochs of this fit (the history starts with the model before
+                # it), so `fit(initial_epoch=...)` warms up as long as any fit.
+                self.armed = len(self.history) - 1 >= self.start_from_epoch
             if self.armed:
                 self.armed_epoch = epoch
         if not found:
@@ -443,21 +450,21 @@ class RestoredWeightsCheck(keras.callbacks.Callback):
         self.margin = validate_number("margin", margin, low=0.0, high=1.0)
 
     def on_train_begin(self, logs=None):
-        self.values = []
+        # By epoch index as Keras counts it (from `initial_epoch`), as
+        # `EarlyStopping.best_epoch` does.
+        self.values = {}
         self.restored_epoch = None
         self.near_chance = False
 
     def on_epoch_end(self, epoch, logs=None):
-        self.values.append((logs or {}).get(self.accuracy_key))
+        self.values[epoch] = (logs or {}).get(self.accuracy_key)
 
     def on_train_end(self, logs=None):
         stopper = self.early_stopping
         if not stopper.restore_best_weights or stopper.best_weights is None:
             return
         self.restored_epoch = stopper.best_epoch
-        if self.restored_epoch >= len(self.values):
-            return
-        value = self.values[self.restored_epoch]
+        value = self.values.get(self.restored_epoch)
         if value is None:
             return
         num_classes = _output_width(self.model)

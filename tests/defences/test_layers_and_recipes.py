@@ -152,14 +152,14 @@ def test_seed_defences_reject_bad_arguments():
         seed_defences(label_smoothing=1.0)
 
 
-def _run_checked(val_losses, val_accuracies):
+def _run_checked(val_losses, val_accuracies, initial_epoch=0):
     """Drives EarlyStopping + RestoredWeightsCheck through a fake training run."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(10, activation="softmax")])
     stopper = keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
     check = RestoredWeightsCheck(stopper)
     callbacks = keras.callbacks.CallbackList([stopper, check], model=model)
     callbacks.on_train_begin()
-    for epoch, (loss, acc) in enumerate(zip(val_losses, val_accuracies)):
+    for epoch, (loss, acc) in enumerate(zip(val_losses, val_accuracies), start=initial_epoch):
         callbacks.on_epoch_end(epoch, {"val_loss": loss, "val_accuracy": acc})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -172,6 +172,14 @@ def test_restored_weights_check_warns_when_early_stopping_restores_chance_weight
     check, warned = _run_checked([2.4, 2.9, 3.1, 3.2, 3.0, 3.3, 3.4], [0.11, 0.2, 0.3, 0.35, 0.4, 0.4, 0.45])
     assert check.restored_epoch == 0 and check.near_chance
     assert len(warned) == 1 and "epoch 1" in str(warned[0].message)
+
+
+def test_restored_weights_check_reads_the_restored_epoch_of_a_resumed_fit():
+    # fit(initial_epoch=2): EarlyStopping.best_epoch counts from 0, not from this fit.
+    check, warned = _run_checked([2.4, 2.9, 3.1, 3.2, 3.0, 3.3], [0.11, 0.9, 0.9, 0.9, 0.9, 0.9],
+                                 initial_epoch=2)
+    assert check.restored_epoch == 2 and check.near_chance
+    assert len(warned) == 1 and "epoch 3" in str(warned[0].message)
 
 
 def test_restored_weights_check_is_quiet_when_restored_weights_learned():

@@ -137,10 +137,10 @@ class _ScriptedModel:
         self.weights = [w.copy() for w in weights]
 
 
-def _drive(monitor, model, epochs):
+def _drive(monitor, model, epochs, initial_epoch=0):
     monitor.set_model(model)
     monitor.on_train_begin()
-    for epoch in range(epochs):
+    for epoch in range(initial_epoch, initial_epoch + epochs):
         model.weights = [np.full(1, epoch + 1.0)]
         monitor.on_epoch_end(epoch, {})
 
@@ -200,6 +200,24 @@ def test_start_from_epoch_only_updates_the_reference():
     patient = PoisonMonitor(np.zeros((20, 1)), y, num_classes=2, action="log", start_from_epoch=1)
     _drive(patient, _ScriptedModel(scripts), epochs=3)
     assert patient.alarms == [] and patient.reference_epoch == 2 and patient.armed_epoch == 0
+
+
+def test_a_drop_equal_to_the_limit_never_alarms_whatever_the_float_rounding():
+    # 1.0 -> 0.8 and 0.9 -> 0.7 are both drops of 0.2 (the latter 0.20000000000000007).
+    for before, after in ((10, 8), (9, 7)):
+        monitor = PoisonMonitor(np.zeros((20, 1)), Y2, num_classes=2, max_accuracy_drop=0.2,
+                                max_share_increase=0.9, action="log", start_from_epoch=0)
+        _drive(monitor, _ScriptedModel([_class0_accuracy(before), _class0_accuracy(after)]), 1)
+        assert monitor.alarms == [], (before, after)
+
+
+def test_warm_up_counts_the_epochs_of_this_fit_when_it_resumes():
+    # A fit resumed at epoch 5 with two warm-up epochs: class 0 falls in the
+    # second (epoch 6), which is still warm-up; counting from epoch 0 armed at 5.
+    scripts = [Y2, Y2, _class0_accuracy(2), _class0_accuracy(2)]
+    patient = PoisonMonitor(np.zeros((20, 1)), Y2, num_classes=2, action="log", start_from_epoch=2)
+    _drive(patient, _ScriptedModel(scripts), epochs=3, initial_epoch=5)
+    assert patient.alarms == [] and patient.armed_epoch == 6
 
 
 def test_regression_a_class_reaching_its_own_share_is_no_surge():
