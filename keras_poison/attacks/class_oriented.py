@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_poison import streams
+from keras_poison._validation import bounds_inside
 from keras_poison._validation import default_value_range
 from keras_poison._validation import renamed_argument
 from keras_poison._validation import to_class_indices
@@ -781,7 +782,12 @@ def _logit_width(model):
 
 
 def _to_dtype(images, dtype, low, high):
-    """Crafted float images back in the seeds' dtype (rounded for integers)."""
+    """Crafted float images back in the seeds' dtype (rounded for integers).
+
+    Clipped to bounds the dtype can hold inside the range: crafting clips in
+    float32, and a cast to float16 could round past a bound (0.7 → 0.70019).
+    """
     if np.issubdtype(dtype, np.integer):
-        images = np.clip(np.round(images), low, high)
+        images = np.round(images)
+    images = np.clip(images, *bounds_inside((low, high), dtype))
     return images.astype(dtype)

@@ -485,3 +485,24 @@ def test_injection_mask_is_exact_when_a_poison_equals_its_seed():
     stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
     masks = [m.numpy() for _, _, m in injection.transform(stream, with_mask=True)]
     assert np.array_equal(np.concatenate(masks), mask)
+
+
+def test_crafted_float16_poisons_stay_inside_a_range_float16_cannot_hold_exactly():
+    # Crafting clips in float32; 0.7 is 0.70019 in float16, so the cast back
+    # rounded poisons past the range.
+    from keras_poison import DirectGradientPoison
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3, 3, 1))
+    hidden = keras.layers.Dense(5, activation="tanh")(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.Softmax()(keras.layers.Dense(3)(hidden)))
+    x = np.random.default_rng(0).uniform(0.0, 0.7, size=(12, 3, 3, 1)).astype("float16")
+    y = np.arange(12) % 3
+    for attack in (
+        SupplanterPoison(model, 0, epsilon=0.5, steps=3, value_range=(0.0, 0.7), rate=0.5),
+        DirectGradientPoison(model, normal_data=(x[:6], y[:6]), gamma=0.5, rounds=2,
+                             learning_rate=0.5, value_range=(0.0, 0.7), rate=0.5),
+    ):
+        x_p, _, mask = attack.poison(x, y)
+        assert x_p.dtype == np.float16 and mask.any()
+        assert float(x_p.max()) <= 0.7, type(attack).__name__
