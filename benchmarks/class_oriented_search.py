@@ -106,6 +106,7 @@ CELLS = [
     ("eps=0.01+T=100", {"epsilon": 0.01, "steps": 100}, ("coeg",)),
     ("eps=0.02", {"epsilon": 0.02}, ("coeg",)),
     ("eps=0.01+T=30+unseen", {"epsilon": 0.01, "steps": 30, "base": "unseen"}, ("coeg",)),
+    ("coes+eps=0.01+T=100", {"epsilon": 0.01, "steps": 100}, ("coes",)),
 ]
 # COES (paper Table 3): victim truck, poison label airplane; FL-1 relabels every
 # seed airplane, FL-2 only the victim's seeds. Goal: victim CFT ≥ 50 with every
