@@ -112,6 +112,12 @@ DEFENCES = {
         "pattern removal + colour centering + augmentation",
         "`ClassPatternRemoval(10)` + `ImageAugmentation()` + `ColourCentering()`",
     ),
+    "mean_swap_centre_aug": (
+        "class-mean swap + colour centering + augmentation",
+        "each training image's class mean (`ClassPatternRemoval(10, frequencies=\"all\").patterns`) "
+        "replaced by that of a class drawn at random per image and epoch, + `ImageAugmentation()` "
+        "+ `ColourCentering()`",
+    ),
     "mean_removal_centre_aug": (
         "class-mean removal + colour centering + augmentation",
         "`ClassPatternRemoval(10, frequencies=\"all\")` (each class's whole mean image less the "
@@ -256,7 +262,7 @@ def build_and_compile(defence, seed, input_shape):
         front.append(kp.ImageAugmentation(translation=0.125, seed=seed))
     elif defence in ("centre", "removal_centre"):
         front.append(kp.ColourCentering())
-    elif defence in ("removal_centre_aug", "mean_removal_centre_aug"):
+    elif defence in ("removal_centre_aug", "mean_removal_centre_aug", "mean_swap_centre_aug"):
         # Centering last, so the model sees centred images at test time too.
         front += [kp.ImageAugmentation(seed=seed), kp.ColourCentering()]
     elif defence == "squeeze":
@@ -321,6 +327,18 @@ def run_cell(attack, defence, seed, data, report, args):
 
     keras.utils.set_random_seed(seed)
     model, callbacks, image_map = build_and_compile(defence, seed, x_train.shape[1:])
+    if defence == "mean_swap_centre_aug":
+        # A random class's mean in place of the image's own, anew per image and
+        # epoch: the model cannot use any class-constant additive pattern, and
+        # learns to ignore the natural class means it will see at test time.
+        swap = kp.ClassPatternRemoval(num_classes=NUM_CLASSES, frequencies="all").fit(x_p, y_p)
+        table = tf.constant(swap.patterns)
+        extra["removal_weights"] = swap.weights.tolist()
+
+        def image_map(image, label):
+            other = tf.random.uniform((), 0, NUM_CLASSES, dtype=tf.int32)
+            moved = image - table[tf.cast(label, tf.int32)] + table[other]
+            return tf.clip_by_value(moved, 0.0, 1.0), label
     if defence in ("mixup", "aug_mixup"):
         mixup = keras.layers.MixUp(alpha=0.4, seed=seed)
 

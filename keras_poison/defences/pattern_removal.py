@@ -70,9 +70,12 @@ class ClassPatternRemoval:
     takes each class's whole mean image (less the average of the class
     means) as its pattern: every class-constant additive pattern, smooth or
     not, goes with it, and so does the natural difference between the class
-    means, which the model then never sees in training; an attacker who
-    varies the pattern from image to image, so that the class mean does not
-    hold it, is not removed.
+    means, which the model then never sees in training. On the CIFAR-10
+    subset (with `ImageAugmentation` and `ColourCentering`, one seed) it
+    undid `SmoothClassPattern` (56.8% test accuracy against 32.1%
+    undefended, recovery 0.75) at 7.6 points of clean accuracy (57.6% against
+    65.2%). An attacker who varies the pattern from image to image, so that
+    the class mean does not hold it, is not removed.
 
     Args:
         num_classes: int >= 2.
