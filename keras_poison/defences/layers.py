@@ -129,7 +129,7 @@ class ImageAugmentation(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=None):
-        _check_image_batch(tuple(inputs.shape), "ImageAugmentation")
+        _check_image_batch(inputs.shape, "ImageAugmentation")
         if training and self._steps:
             inputs = _checked_range(inputs, self.value_range, "ImageAugmentation")
         outputs = inputs
@@ -163,7 +163,11 @@ def _check_image_batch(shape, caller):
     random draw for the whole batch, flipped along the wrong axis, and the
     per-image mean would be taken across the batch.
     """
-    if shape is not None and len(shape) != 4:
+    try:
+        rank = None if shape is None else len(shape)
+    except (TypeError, ValueError):  # a tensor of unknown rank: nothing to check yet
+        rank = None
+    if rank is not None and rank != 4:
         raise ValueError(
             f"{caller} works on batches of images (batch, height, width, channels). "
             f"Received: input shape {tuple(shape)}. Give grayscale images a channel "
@@ -242,7 +246,7 @@ class ColourCentering(keras.layers.Layer):
 
     def call(self, inputs):
         inputs = keras.ops.convert_to_tensor(inputs, dtype=self.compute_dtype)
-        _check_image_batch(tuple(inputs.shape), "ColourCentering")
+        _check_image_batch(inputs.shape, "ColourCentering")
         return inputs - keras.ops.mean(inputs, axis=(-3, -2), keepdims=True)
 
     def compute_output_shape(self, input_shape):
