@@ -117,8 +117,8 @@ class ImageShortcutAttack(PoisoningAttack):
         return [(inside, message)]
 
     def _range_bounds(self, dtype):
-        """`(low, high)` as Python floats; for integer images, the whole grey
-        levels inside the range (a rewritten pixel never leaves it)."""
+        """`(low, high)` as Python floats the images' dtype can hold inside the
+        range (whole grey levels for integers), so a rewritten pixel never leaves it."""
         return bounds_inside(self.resolved_value_range(dtype), dtype)
 
     def _to_unit(self, x):
