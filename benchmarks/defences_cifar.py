@@ -118,6 +118,12 @@ DEFENCES = {
         "replaced by that of a class drawn at random per image and epoch, + `ImageAugmentation()` "
         "+ `ColourCentering()`",
     ),
+    "swap_centre_aug": (
+        "class-pattern swap + colour centering + augmentation",
+        "`ClassPatternSwap(10, seed=seed)` on the training stream (each image's class mean "
+        "out, a random class's in, anew per image and epoch) + `ImageAugmentation()` "
+        "+ `ColourCentering()`",
+    ),
     "mean_removal_centre_aug": (
         "class-mean removal + colour centering + augmentation",
         "`ClassPatternRemoval(10, frequencies=\"all\")` (each class's whole mean image less the "
@@ -262,7 +268,8 @@ def build_and_compile(defence, seed, input_shape):
         front.append(kp.ImageAugmentation(translation=0.125, seed=seed))
     elif defence in ("centre", "removal_centre"):
         front.append(kp.ColourCentering())
-    elif defence in ("removal_centre_aug", "mean_removal_centre_aug", "mean_swap_centre_aug"):
+    elif defence in ("removal_centre_aug", "mean_removal_centre_aug", "mean_swap_centre_aug",
+                     "swap_centre_aug"):
         # Centering last, so the model sees centred images at test time too.
         front += [kp.ImageAugmentation(seed=seed), kp.ColourCentering()]
     elif defence == "squeeze":
@@ -339,6 +346,11 @@ def run_cell(attack, defence, seed, data, report, args):
             other = tf.random.uniform((), 0, NUM_CLASSES, dtype=tf.int32)
             moved = image - table[tf.cast(label, tf.int32)] + table[other]
             return tf.clip_by_value(moved, 0.0, 1.0), label
+    stream_transform = None
+    if defence == "swap_centre_aug":
+        swap = kp.ClassPatternSwap(num_classes=NUM_CLASSES, seed=seed).fit(x_p, y_p)
+        extra["removal_weights"] = swap.weights.tolist()
+        stream_transform = swap
     if defence in ("mixup", "aug_mixup"):
         mixup = keras.layers.MixUp(alpha=0.4, seed=seed)
 
@@ -361,6 +373,15 @@ def run_cell(attack, defence, seed, data, report, args):
             tf.data.Dataset.from_tensor_slices((x_p, y_p))
             .shuffle(len(y_p), seed=seed, reshuffle_each_iteration=True)
             .map(image_map, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(args.batch_size)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        fit_args = dict(x=train)
+    elif stream_transform is not None:
+        train = (
+            tf.data.Dataset.from_tensor_slices((x_p, y_p))
+            .shuffle(len(y_p), seed=seed, reshuffle_each_iteration=True)
+            .apply(stream_transform)
             .batch(args.batch_size)
             .prefetch(tf.data.AUTOTUNE)
         )

@@ -40,6 +40,7 @@ from keras_poison.defences import BaggingEnsemble
 from keras_poison.defences import BootstrappingCrossentropy
 from keras_poison.defences import ClassPatternDetector
 from keras_poison.defences import ClassPatternRemoval
+from keras_poison.defences import ClassPatternSwap
 from keras_poison.defences import ColourCentering
 from keras_poison.defences import DatasetManifest
 from keras_poison.defences import DetectionMetrics

@@ -42,6 +42,7 @@ from keras_poison.defences.losses import SymmetricCrossEntropy
 from keras_poison.defences.losses import generalized_cross_entropy
 from keras_poison.defences.losses import symmetric_cross_entropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
+from keras_poison.defences.pattern_removal import ClassPatternSwap
 from keras_poison.defences.recipes import SeedDefences
 from keras_poison.defences.recipes import AveragedWeights
 from keras_poison.defences.recipes import averaged_weights

@@ -31,6 +31,7 @@ from keras_poison._validation import to_class_indices
 from keras_poison._validation import validate_int
 from keras_poison._validation import validate_num_classes
 from keras_poison._validation import validate_value_range
+from keras_poison.attacks.keyed_random import validate_seed
 from keras_poison.attacks.base import register
 
 _FIT_BATCH = 512
@@ -347,37 +348,19 @@ class ClassPatternRemoval:
             return self.value_range
         return default_value_range(dtype)
 
+    def _table(self):
+        """The fitted patterns as a constant tensor, made once."""
+        if self._pattern_tensor is None:
+            with tf.init_scope():
+                self._pattern_tensor = tf.constant(self.patterns)
+        return self._pattern_tensor
+
     def _remove_tensor(self, images, labels):
         """Removes the patterns from a batch; `labels` are int class indices."""
-        table = self._pattern_tensor
-        if table is None:
-            with tf.init_scope():
-                table = self._pattern_tensor = tf.constant(self.patterns)
-        low, high = self._range(images.dtype)
-        # float64 images are worked on in float64: a round trip through
-        # float32 would change every pixel, even where the pattern is zero.
-        work = tf.float64 if images.dtype == tf.float64 else tf.float32
-        values = tf.cast(images, work)
-        table = tf.cast(table, work)
-        # Images outside the stated range are an error, never a silent clip.
-        inside = tf.debugging.Assert(
-            tf.logical_and(
-                tf.reduce_all(values >= low), tf.reduce_all(values <= high)
-            ),
-            [
-                f"ClassPatternRemoval: expected images in value_range=({low:g}, "
-                f"{high:g}); received values in",
-                tf.reduce_min(values),
-                tf.reduce_max(values),
-                "Pass the images' range as `value_range`.",
-            ],
+        return _shift_images(
+            images, -tf.gather(self._table(), labels), self._range(images.dtype),
+            caller="ClassPatternRemoval",
         )
-        with tf.control_dependencies([inside]):
-            values = values - tf.gather(table, labels)
-        values = tf.clip_by_value(values, *bounds_inside((low, high), images.dtype))
-        if images.dtype.is_integer:
-            values = tf.round(values)
-        return tf.cast(values, images.dtype)
 
     def _check_shape(self, image_shape):
         if tuple(image_shape) != tuple(self.patterns.shape[1:]):
@@ -486,6 +469,244 @@ class ClassPatternRemoval:
     def __repr__(self):
         fitted = "fitted" if self.patterns is not None else "not fitted"
         return f"ClassPatternRemoval(num_classes={self.num_classes}, {fitted})"
+
+
+@register
+class ClassPatternSwap:
+    """Trains on each image with a random class's mean in place of its own.
+
+    `ClassPatternRemoval` subtracts what it estimates of each class's
+    pattern, so whatever the estimate misses (or the attacker hides from
+    it) is left for the model to learn. The swap does not need the estimate
+    to be right. It fits the same per-class patterns (by default the whole
+    class means, `frequencies="all"`: `pattern_c = w_c (m_c - mean_k m_k)`,
+    see `ClassPatternRemoval`), then, as the training stream is read, moves
+    every image by `pattern_r - pattern_y`, its own class's pattern out and
+    that of a class `r` drawn uniformly at random in, anew for every image
+    on every pass (epoch). Any additive pattern shared by the images of a
+    class, smooth or not, then appears in the images of every class alike,
+    so it predicts nothing; and, unlike removing the whole class means, the
+    images keep a natural-looking class mean (one of the ten), so the
+    model still learns on images like the test images, which it sees
+    unchanged. Apply it to the training stream only.
+
+    On the CIFAR-10 subset (with `ImageAugmentation` and `ColourCentering`
+    in front of the model; docs/benchmarks.md §15) it is the defence that
+    holds against `SmoothClassPattern`, the pattern written against
+    `class_pattern_defences()`.
+
+    Known adaptive failure: only additive patterns that the class mean
+    holds are moved. A pattern that varies from image to image (sample-wise
+    noise), a class-wise blur (`ClassConvolution`, not additive) or a
+    pattern whose class mean is small against natural variation is left in
+    place; docs/benchmarks.md §15 gives what was measured against each.
+
+    Randomness: the drawn classes come from `tf.data.Dataset.random(seed,
+    rerandomize_each_iteration=True)`, one draw per element (per batch, for
+    a batched stream, from which the batch's classes follow): every pass
+    over the stream (Keras' `fit` starts one per epoch) draws anew, and a
+    new stream with the same `seed` and TensorFlow global seed
+    (`keras.utils.set_random_seed`) repeats the same passes. Put it after
+    any `cache()`, which would freeze the first pass's draws. For NumPy
+    arrays, make a stream: `tf.data.Dataset.from_tensor_slices((x, y))`.
+
+    Args:
+        num_classes: int >= 2.
+        frequencies: `"all"` (the whole class mean) or `"high"` (its
+            fine-grained part only, as `ClassPatternRemoval`'s default).
+            Defaults to `"all"`.
+        kernel_size: odd int >= 3, the box blur of `frequencies="high"`.
+            Defaults to `3`.
+        value_range: `(low, high)` of the images, or `None` for `(0, 255)`
+            with integer images and `(0, 1)` with floats; swapped images are
+            clipped to it. Defaults to `None`.
+        shrink: bool, whether the patterns are shrunk by their
+            signal-to-noise factor `w_c`. Defaults to `True`.
+        seed: int or `None` (draws differ from run to run). Defaults to
+            `None`.
+
+    Attributes:
+        patterns, weights, signal_to_noise: after `fit`, as in
+            `ClassPatternRemoval`.
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(0.2, 0.8, size=(64, 8, 8, 3)).astype("float32")
+    >>> y = np.arange(64) % 4
+    >>> swap = ClassPatternSwap(num_classes=4, seed=0).fit(x, y)
+    >>> train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64).apply(swap)
+    >>> images, labels = next(iter(train.batch(64)))
+    >>> tuple(images.shape), images.dtype.name
+    ((64, 8, 8, 3), 'float32')
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        frequencies="all",
+        kernel_size=3,
+        value_range=None,
+        shrink=True,
+        seed=None,
+    ):
+        # The estimator of the patterns is `ClassPatternRemoval`'s, argument checks included.
+        self._estimator = ClassPatternRemoval(
+            num_classes=num_classes,
+            kernel_size=kernel_size,
+            value_range=value_range,
+            shrink=shrink,
+            frequencies=frequencies,
+        )
+        self.num_classes = self._estimator.num_classes
+        self.seed = None if seed is None else validate_seed(seed)
+
+    @property
+    def patterns(self):
+        return self._estimator.patterns
+
+    @property
+    def weights(self):
+        return self._estimator.weights
+
+    @property
+    def signal_to_noise(self):
+        return self._estimator.signal_to_noise
+
+    def fit(self, x, y=None, reference=None):
+        """Estimates the patterns from training data; as `ClassPatternRemoval.fit`.
+
+        Args:
+            x: images `(n, H, W, C)` or `(n, H, W)`, or a `tf.data.Dataset`
+                of `(image, label)` elements or batches (then `y` is `None`).
+            y: labels for array `x`, sparse or one-hot.
+            reference: `None`, or trusted clean data `(x_ref, y_ref)` (or a
+                dataset); then each pattern is the difference between the
+                class means of `x` and of `reference`. Defaults to `None`.
+
+        Returns:
+            `self`, fitted.
+        """
+        self._estimator.fit(x, y, reference=reference)
+        return self
+
+    def __call__(self, dataset):
+        """`ds.apply(swap)`: swaps the patterns of every element; see `transform`."""
+        return self.transform(dataset)
+
+    def transform(self, dataset, batched=None, image_key=None):
+        """Swaps each image's class pattern for a random class's as the stream is read.
+
+        Elements may be `(x, y)` or `(x, y, sample_weight)`, labels sparse,
+        `(n, 1)` or one-hot, batched or not (see `keras_poison.streams`);
+        labels and everything but the images pass through unchanged. An
+        image whose drawn class is its own comes out bit-identical.
+
+        Args:
+            dataset: the training stream.
+            batched: bool or `None` (decide from the stream). Defaults to `None`.
+            image_key: where the images sit in a dict or tuple `x`.
+                Defaults to `None`.
+
+        Returns:
+            The `tf.data.Dataset`, same element structure, drawing anew on
+            every pass.
+        """
+        if self.patterns is None:
+            raise ValueError(
+                "This ClassPatternSwap is not fitted yet. Call "
+                "`fit(x_train, y_train)` (or `fit(dataset)`) first."
+            )
+        layout = streams.describe(
+            dataset,
+            caller="ClassPatternSwap",
+            batched=batched,
+            image_key=image_key,
+            num_classes=self.num_classes,
+        )
+        spec = layout.image_spec
+        image_shape = tuple(spec.shape[1:] if layout.batched else spec.shape)
+        if image_shape != tuple(self.patterns.shape[1:]):
+            raise ValueError(
+                f"Expected images of shape {tuple(self.patterns.shape[1:])} (as "
+                f"fitted). Received: image shape {image_shape}"
+            )
+        block = layout.as_blocks()
+        num_classes = self.num_classes
+        with tf.init_scope():
+            table = tf.constant(self.patterns)
+        value_range = self._estimator.value_range
+
+        def swap(element, key):
+            if not layout.batched:
+                element = tf.nest.map_structure(lambda part: part[None], element)
+            images, labels, rest = block.split(element)
+            own = block.class_indices(labels)
+            drawn = tf.random.stateless_uniform(
+                tf.shape(own), seed=tf.stack([key, tf.constant(0, tf.int64)]),
+                minval=0, maxval=num_classes, dtype=tf.int32,
+            )
+            # Difference first, so an image that draws its own class moves by exactly 0.
+            offsets = tf.gather(table, drawn) - tf.gather(table, own)
+            limits = value_range or default_value_range(images.dtype)
+            moved = _shift_images(images, offsets, limits, caller="ClassPatternSwap")
+            swapped = block.join(moved, labels, rest)
+            if not layout.batched:
+                swapped = tf.nest.map_structure(lambda part: part[0], swapped)
+            return swapped
+
+        keys = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip((dataset, keys)).map(
+            swap, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
+
+    def get_config(self):
+        estimator = self._estimator.get_config()
+        return {
+            "num_classes": self.num_classes,
+            "frequencies": estimator["frequencies"],
+            "kernel_size": estimator["kernel_size"],
+            "value_range": estimator["value_range"],
+            "shrink": estimator["shrink"],
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        fitted = "fitted" if self.patterns is not None else "not fitted"
+        return f"ClassPatternSwap(num_classes={self.num_classes}, {fitted})"
+
+
+def _shift_images(images, offsets, value_range, caller):
+    """`clip(images + offsets)` in `images`' dtype; images outside the range are an error.
+
+    float64 images are worked on in float64: a round trip through float32
+    would change every pixel, even where the offset is zero. Integer images
+    are rounded to whole grey levels.
+    """
+    low, high = value_range
+    work = tf.float64 if images.dtype == tf.float64 else tf.float32
+    values = tf.cast(images, work)
+    # Images outside the stated range are an error, never a silent clip.
+    inside = tf.debugging.Assert(
+        tf.logical_and(tf.reduce_all(values >= low), tf.reduce_all(values <= high)),
+        [
+            f"{caller}: expected images in value_range=({low:g}, {high:g}); "
+            "received values in",
+            tf.reduce_min(values),
+            tf.reduce_max(values),
+            "Pass the images' range as `value_range`.",
+        ],
+    )
+    with tf.control_dependencies([inside]):
+        values = values + tf.cast(offsets, work)
+    values = tf.clip_by_value(values, *bounds_inside((low, high), images.dtype))
+    if images.dtype.is_integer:
+        values = tf.round(values)
+    return tf.cast(values, images.dtype)
 
 
 def _mean_and_noise(sums, squares, counts):
