@@ -62,6 +62,8 @@ from keras_poison.defences import ShortcutSqueezing
 from keras_poison.defences import SeedDefences
 from keras_poison.defences import ClassPatternDefences
 from keras_poison.defences import class_pattern_defences
+from keras_poison.defences import ClassPatternSwapDefences
+from keras_poison.defences import class_pattern_swap_defences
 from keras_poison.defences import LabelFlipDefences
 from keras_poison.defences import label_flip_defences
 from keras_poison.defences import SpectralSignatureDetector

@@ -48,6 +48,8 @@ from keras_poison.defences.recipes import AveragedWeights
 from keras_poison.defences.recipes import averaged_weights
 from keras_poison.defences.recipes import ClassPatternDefences
 from keras_poison.defences.recipes import class_pattern_defences
+from keras_poison.defences.recipes import ClassPatternSwapDefences
+from keras_poison.defences.recipes import class_pattern_swap_defences
 from keras_poison.defences.recipes import LabelFlipDefences
 from keras_poison.defences.recipes import label_flip_defences
 from keras_poison.defences.recipes import seed_defences

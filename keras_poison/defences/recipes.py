@@ -14,11 +14,15 @@ from keras_poison.defences.layers import ImageAugmentation
 from keras_poison.defences.losses import GeneralizedCrossentropy
 from keras_poison.defences.losses import LabelSmoothingCrossentropy
 from keras_poison.defences.pattern_removal import ClassPatternRemoval
+from keras_poison.defences.pattern_removal import ClassPatternSwap
 
 SeedDefences = collections.namedtuple(
     "SeedDefences", ["augmentation", "loss", "callbacks"]
 )
 ClassPatternDefences = collections.namedtuple("ClassPatternDefences", ["removal", "layers"])
+ClassPatternSwapDefences = collections.namedtuple(
+    "ClassPatternSwapDefences", ["swap", "layers"]
+)
 LabelFlipDefences = collections.namedtuple("LabelFlipDefences", ["augmentation", "loss"])
 AveragedWeights = collections.namedtuple("AveragedWeights", ["optimizer", "callbacks"])
 
@@ -167,6 +171,63 @@ def class_pattern_defences(num_classes, value_range=(0, 1), horizontal_flip=True
     )
     # Centering last, so training and test images reach the model centred alike.
     return ClassPatternDefences(removal, [augmentation, ColourCentering()])
+
+
+def class_pattern_swap_defences(
+    num_classes, value_range=(0, 1), horizontal_flip=True, seed=None
+):
+    """The defence against class-wise additive patterns that also holds against smooth ones.
+
+    `class_pattern_defences()` with its removal replaced by a swap
+    (docs/benchmarks.md §15):
+
+    * `swap`, a `ClassPatternSwap`: fit it on the training set and apply it
+      to the training stream (`dataset.apply(swap)`, after any shuffle or
+      cache and before batching or after); every image gets a random
+      class's mean in place of its own, anew each epoch, so no
+      class-constant additive pattern, smooth or fine-grained, predicts
+      the label;
+    * `layers[0]`, the seed's `ImageAugmentation`, and `layers[1]`,
+      `ColourCentering`, as in `class_pattern_defences()`.
+
+    Put `layers` in front of the model, in order; test images go through
+    the model unchanged.
+
+    MEASURED_FIGURES
+
+    Args:
+        num_classes: int >= 2, the number of classes.
+        value_range: `(low, high)` of the input images. Defaults to `(0, 1)`.
+        horizontal_flip: bool, whether the augmentation flips images.
+            Defaults to `True`.
+        seed: int or `None`, seeds the swap's draws and the augmentation.
+            Defaults to `None`.
+
+    Returns:
+        A `ClassPatternSwapDefences(swap, layers)` named tuple; `swap` is
+        not fitted yet.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).uniform(size=(40, 8, 8, 3)).astype("float32")
+    >>> y = np.arange(40) % 2
+    >>> defences = class_pattern_swap_defences(num_classes=2, seed=0)
+    >>> train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(40)
+    >>> train = train.apply(defences.swap.fit(x, y)).batch(8)
+    >>> model = keras.Sequential(
+    ...     [keras.Input((8, 8, 3)), *defences.layers,
+    ...      keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    >>> model.compile("adam", "sparse_categorical_crossentropy")
+    >>> _ = model.fit(train, epochs=1, verbose=0)
+    >>> [type(layer).__name__ for layer in defences.layers]
+    ['ImageAugmentation', 'ColourCentering']
+    """
+    value_range = validate_value_range("value_range", value_range)
+    swap = ClassPatternSwap(num_classes=num_classes, value_range=value_range, seed=seed)
+    augmentation = ImageAugmentation(
+        horizontal_flip=bool(horizontal_flip), value_range=value_range, seed=seed
+    )
+    return ClassPatternSwapDefences(swap, [augmentation, ColourCentering()])
 
 
 def label_flip_defences(q=0.7, value_range=(0, 1), horizontal_flip=True, from_logits=False, seed=None):

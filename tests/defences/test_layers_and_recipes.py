@@ -309,6 +309,44 @@ def test_class_pattern_defences_reject_bad_arguments():
         class_pattern_defences(num_classes=2, value_range=(1, 0))
 
 
+def test_class_pattern_swap_defences_train_on_swapped_images_and_save(tmp_path):
+    import tensorflow as tf
+
+    from keras_poison import ClassPatternSwap
+    from keras_poison import ColourCentering
+    from keras_poison import SmoothClassPattern
+    from keras_poison import class_pattern_swap_defences
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 0.7, size=(200, 8, 8, 3)).astype("float32")
+    y = np.arange(200) % 2
+    x_poisoned, _, _ = SmoothClassPattern(num_classes=2, epsilon=0.1, seed=0).poison(x, y)
+    defences = class_pattern_swap_defences(num_classes=2, value_range=(0, 1), seed=3)
+    assert isinstance(defences.swap, ClassPatternSwap)
+    assert defences.swap.get_config()["seed"] == 3
+    train = tf.data.Dataset.from_tensor_slices((x_poisoned, y)).apply(defences.swap.fit(x_poisoned, y))
+    swapped = np.stack([image.numpy() for image, _ in train])
+    moved = np.any(swapped != x_poisoned, axis=(1, 2, 3))
+    # About half the images draw the other class's pattern; the rest stay bit-identical.
+    assert 60 < moved.sum() < 140
+    model = small_model(*defences.layers)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(train.batch(32), epochs=1, verbose=0)
+    loaded = saved_and_loaded(model, tmp_path)
+    assert [type(layer) for layer in loaded.layers[:2]] == [ImageAugmentation, ColourCentering]
+
+
+def test_class_pattern_swap_defences_reject_bad_arguments():
+    from keras_poison import class_pattern_swap_defences
+
+    with pytest.raises(ValueError, match="num_classes"):
+        class_pattern_swap_defences(num_classes=1)
+    with pytest.raises(ValueError, match="value_range"):
+        class_pattern_swap_defences(num_classes=2, value_range=(1, 0))
+    with pytest.raises(TypeError, match="seed"):
+        class_pattern_swap_defences(num_classes=2, seed="0")
+
+
 def test_label_flip_defences_pair_augmentation_with_generalized_cross_entropy(tmp_path):
     from keras_poison import GeneralizedCrossentropy
     from keras_poison import label_flip_defences
