@@ -16,6 +16,9 @@ Attacks (test split always clean):
   bias_ratio=--pattern-bias)` on the [0, 1] float images.
 * `smooth_pattern`: `SmoothClassPattern(epsilon=--pattern-epsilon)`, the
   pattern written against `class_pattern_defences()` (issue 20).
+* `signed_smooth_pattern`: `SmoothClassPattern(epsilon=--pattern-epsilon,
+  random_sign=True)`, written against `ClassPatternSwap` (the class mean holds
+  none of it).
 * `class_convolution`: `ClassConvolution(blur=0.3)` (CUDA, Sadasivan et al.).
 * `one_pixel`: `OnePixelShortcut.search(x_train, y_train)` (OPS, Wu et al.).
 * `separable_noise`: `SeparableNoise(epsilon=--separable-epsilon,
@@ -64,6 +67,7 @@ ATTACKS = (
     "targeted_flip",
     "class_pattern",
     "smooth_pattern",
+    "signed_smooth_pattern",
     "class_convolution",
     "one_pixel",
     "separable_noise",
@@ -74,6 +78,7 @@ ATTACK_LABELS = {
     "targeted_flip": "targeted flip 20%",
     "class_pattern": "class-pattern noise",
     "smooth_pattern": "smooth class pattern (adaptive)",
+    "signed_smooth_pattern": "smooth class pattern, random sign per image (adaptive to the swap)",
     "class_convolution": "CUDA class convolution",
     "one_pixel": "one-pixel shortcut",
     "separable_noise": "linearly separable noise",
@@ -216,6 +221,10 @@ def attacked_data(attack, seed, x_train, y_train, report, args):
     elif attack == "smooth_pattern":
         poison = kp.SmoothClassPattern(
             num_classes=NUM_CLASSES, epsilon=args.pattern_epsilon, seed=seed
+        )
+    elif attack == "signed_smooth_pattern":
+        poison = kp.SmoothClassPattern(
+            num_classes=NUM_CLASSES, epsilon=args.pattern_epsilon, seed=seed, random_sign=True
         )
     elif attack == "class_convolution":
         poison = kp.ClassConvolution(num_classes=NUM_CLASSES, blur=0.3, seed=seed)

@@ -24,6 +24,9 @@ from keras_poison.attacks.base import register
 from keras_poison.attacks.image_shortcut import ImageShortcutAttack
 from keras_poison.attacks.image_shortcut import compute_dtype
 
+# The per-example coin of `SmoothClassPattern(random_sign=True)`.
+_SIGN_STREAM = keyed_random.PATTERN_STREAM + 3
+
 
 class AdditiveClassPattern(ImageShortcutAttack):
     """Base class: adds a fixed pattern `delta_y`, `|delta_y| <= epsilon`, to
@@ -259,6 +262,15 @@ class SmoothClassPattern(AdditiveClassPattern):
     `|delta_c| <= epsilon` everywhere; labels are untouched. Applied like
     `ClassPatternNoise` (same selection, rounding, clipping and mask).
 
+    With `random_sign=True`, written against `ClassPatternSwap` and whole
+    class-mean removal (`ClassPatternRemoval(frequencies="all")`), each
+    poisoned image gets `+delta_y` or `-delta_y` by a fair coin keyed on
+    `(seed, example index)`, so the class mean holds none of the pattern
+    (its expectation is zero) and a defence that reads the class mean sees
+    nothing; the model can still learn that a strong (either-signed)
+    component along `delta_c` means class `c`, a shortcut only a non-linear
+    model can use.
+
     Threat model: clean-label availability poisoning by a data owner who
     knows the defence's estimator. Defences that see it: removal with a
     trusted `reference` set large enough for the pattern to stand out of
@@ -278,6 +290,8 @@ class SmoothClassPattern(AdditiveClassPattern):
             Defaults to `None`.
         max_frequency: int >= 1, the highest cosine frequency along each
             axis (in half-periods per image side). Defaults to `3`.
+        random_sign: bool, whether each poisoned image's pattern is
+            negated by a keyed fair coin. Defaults to `False`.
 
     Example:
 
@@ -300,11 +314,43 @@ class SmoothClassPattern(AdditiveClassPattern):
         fraction=1.0,
         value_range=None,
         max_frequency=3,
+        random_sign=False,
     ):
         super().__init__(
             num_classes, epsilon, seed=seed, fraction=fraction, value_range=value_range
         )
         self.max_frequency = validate_int("max_frequency", max_frequency, 1)
+        if not isinstance(random_sign, (bool, np.bool_)):
+            raise TypeError(
+                "Expected `random_sign` to be a bool. "
+                f"Received: random_sign={random_sign!r}"
+            )
+        self.random_sign = bool(random_sign)
+
+    def _example_plan(self, index, num_examples):
+        selected = super()._example_plan(index, num_examples)
+        if not self.random_sign:
+            return selected
+        # The coin is keyed on the example's index, so the plan carries it.
+        return selected, tf.cast(index, tf.int64)
+
+    def _rows_written(self, plan):
+        return plan[0] if self.random_sign else plan
+
+    def _poison_examples(self, x, labels, plan):
+        if not self.random_sign:
+            return super()._poison_examples(x, labels, plan)
+        selected, index = plan
+        work = compute_dtype(x.dtype)
+        table = tf.cast(self._pattern_table(tuple(x.shape[1:]), x.dtype), work)
+        coin = keyed_random.uniform_uint32(index, self.seed, _SIGN_STREAM)
+        negative = tf.equal(tf.bitwise.bitwise_and(coin, tf.constant(1, tf.uint32)), 1)
+        patterns = tf.gather(table, labels)
+        row_shape = tf.concat([tf.shape(negative), tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+        patterns = tf.where(tf.reshape(negative, row_shape), -patterns, patterns)
+        low, high = (tf.cast(b, work) for b in self._range_bounds(x.dtype))
+        new = tf.cast(tf.clip_by_value(tf.cast(x, work) + patterns, low, high), x.dtype)
+        return self._keep_unselected(x, new, selected), labels
 
     def _check_image_spec(self, image_shape, dtype):
         super()._check_image_spec(image_shape, dtype)
@@ -346,4 +392,5 @@ class SmoothClassPattern(AdditiveClassPattern):
             "fraction": self.fraction,
             "value_range": list(self.value_range) if self.value_range else None,
             "max_frequency": self.max_frequency,
+            "random_sign": self.random_sign,
         }

@@ -38,6 +38,9 @@ ATTACKS = {
     "smooth_pattern": lambda seed=0: SmoothClassPattern(
         NUM_CLASSES, epsilon=8, seed=seed, fraction=0.6
     ),
+    "signed_smooth_pattern": lambda seed=0: SmoothClassPattern(
+        NUM_CLASSES, epsilon=8, seed=seed, fraction=0.6, random_sign=True
+    ),
     "class_convolution": lambda seed=0: ClassConvolution(NUM_CLASSES, seed=seed, fraction=0.6),
     "one_pixel": lambda seed=0: OnePixelShortcut(NUM_CLASSES, seed=seed, fraction=0.6),
     # Made for make_data()'s labels, as the attack is made for one data set;

@@ -258,6 +258,30 @@ def test_smooth_pattern_survives_pattern_removal_that_catches_class_noise():
     assert remaining_share(smooth, reference=trusted, n=4000) < 0.35
 
 
+def test_random_sign_adds_plus_or_minus_the_class_pattern_and_empties_the_class_mean():
+    x = np.full((2000, 8, 8, 3), 0.5, "float32")
+    y = np.arange(2000) % 4
+    attack = SmoothClassPattern(num_classes=4, epsilon=0.05, seed=3, random_sign=True)
+    x_p, y_p, mask = attack.poison(x, y)
+    delta = attack.patterns((8, 8, 3))
+    added = x_p - x
+    plus = np.all(np.isclose(added, delta[y], atol=1e-6), axis=(1, 2, 3))
+    minus = np.all(np.isclose(added, -delta[y], atol=1e-6), axis=(1, 2, 3))
+    assert mask.all() and np.all(plus ^ minus)
+    # A fair coin per image: about half of each sign in every class.
+    for c in range(4):
+        assert 200 < plus[y == c].sum() < 300
+        # The class mean holds a small share of the pattern at most (sampling noise).
+        share = np.sum(added[y == c].mean(axis=0) * delta[c]) / np.sum(delta[c] ** 2)
+        assert abs(share) < 0.15
+    # The same coins from the same seed; another seed, other coins.
+    again, _, _ = SmoothClassPattern(num_classes=4, epsilon=0.05, seed=3, random_sign=True).poison(x, y)
+    np.testing.assert_array_equal(again, x_p)
+    assert SmoothClassPattern(4, 0.05, seed=3).get_config()["random_sign"] is False
+    with pytest.raises(TypeError, match="random_sign"):
+        SmoothClassPattern(4, 0.05, random_sign="yes")
+
+
 # ------------------------------------------------- user-shaped data --
 
 
@@ -269,7 +293,7 @@ def test_smooth_pattern_survives_pattern_removal_that_catches_class_noise():
     n=st.integers(1, 30),
     fraction=st.sampled_from([0.0, 0.3, 1.0]),
     dtype=st.sampled_from(["uint8", "float32"]),
-    which=st.sampled_from(["convolution", "one_pixel", "separable", "smooth"]),
+    which=st.sampled_from(["convolution", "one_pixel", "separable", "smooth", "signed_smooth"]),
 )
 def test_every_shortcut_keeps_range_count_and_untouched_rows(
     height, width, channels, n, fraction, dtype, which
@@ -285,6 +309,8 @@ def test_every_shortcut_keeps_range_count_and_untouched_rows(
                                              patch_size=1, fraction=fraction),
         "smooth": lambda: SmoothClassPattern(2, epsilon=8 if dtype == "uint8" else 0.03,
                                              fraction=fraction),
+        "signed_smooth": lambda: SmoothClassPattern(
+            2, epsilon=8 if dtype == "uint8" else 0.03, fraction=fraction, random_sign=True),
     }[which]()
     x_p, y_p, mask = attack.poison(x, y)
     high = 255 if dtype == "uint8" else 1.0
