@@ -54,7 +54,7 @@ _ORDER_CHANGING = {
     "_GroupByWindowDataset": "group_by_window / bucket_by_sequence_length",
     "_GroupByReducerDataset": "group_by_reducer",
     "_RejectionResampleDataset": "rejection_resample",
-    "_RandomDataset": "Dataset.random",
+    "_RandomDataset": "Dataset.random (which ClassPatternSwap draws from: apply attacks before defences)",
 }
 # Matched by prefix, since tf.data renames these with each version of the op
 # (`_DataServiceDatasetV2` in TF 2.21, from `distribute` and `from_dataset_id`).

@@ -94,6 +94,8 @@ class ClassPatternRemoval:
         weights: after `fit`, the shrinkage factors `w_c`.
         signal_to_noise: after `fit`, `|r_c - mean_k r_k|^2 / N_c` per class
             (about 1 on clean data, far above 1 under a class pattern).
+        class_counts: after `fit`, int array, the training examples of each
+            class (a class with none has a zero pattern).
 
     Example:
 
@@ -131,6 +133,7 @@ class ClassPatternRemoval:
         self.patterns = None
         self.weights = None
         self.signal_to_noise = None
+        self.class_counts = None
 
     # -- fitting ----------------------------------------------------------
 
@@ -161,7 +164,10 @@ class ClassPatternRemoval:
         """
         high_pass = reference is None and self.frequencies == "high"
         sums, squares, counts = self._statistics(x, y, "x", high_pass=high_pass)
+        fitted_dtype = self._image_dtype
+        self.class_counts = counts.astype(np.int64)
         if reference is None:
+            self._fitted_dtype = fitted_dtype
             self._finish_fit(sums, squares, counts)
             return self
         if isinstance(reference, tf.data.Dataset):
@@ -192,6 +198,7 @@ class ClassPatternRemoval:
         self._finish_fit_with_reference(
             (sums, squares, counts), (ref_sums, ref_squares, ref_counts)
         )
+        self._fitted_dtype = fitted_dtype
         return self
 
     def _statistics(self, x, y, name, high_pass):
@@ -216,6 +223,7 @@ class ClassPatternRemoval:
             images = tf.convert_to_tensor(images)
             if sums is None:
                 self._image_shape = tuple(images.shape[1:])
+                self._image_dtype = images.dtype
                 sums, squares, counts = self._empty_statistics()
             values = self._as_nhwc(tf.cast(images, tf.float32))
             if high_pass:
@@ -348,6 +356,33 @@ class ClassPatternRemoval:
             return self.value_range
         return default_value_range(dtype)
 
+    def _checked_range(self, dtype, caller="ClassPatternRemoval"):
+        """The value range for images of `dtype`, refusing what would be a silent wrong result.
+
+        The patterns are in the units of the images they were fitted on, so
+        images whose assumed range differs (fitted on uint8 grey levels,
+        applied to floats in [0, 1]) are refused; so is a range that integer
+        images cannot hold, where clipping then casting would wrap around.
+        """
+        dtype = tf.as_dtype(dtype)
+        if self.value_range is None:
+            fitted = default_value_range(self._fitted_dtype)
+            if default_value_range(dtype) != fitted:
+                raise ValueError(
+                    f"{caller}: fitted on {tf.as_dtype(self._fitted_dtype).name} images, "
+                    f"whose patterns are in the units of the range {fitted}. Received: "
+                    f"{dtype.name} images (range {default_value_range(dtype)}). Apply "
+                    "it to images like those it was fitted on, or pass `value_range`."
+                )
+        low, high = self._range(dtype)
+        if dtype.is_integer and (np.ceil(low) < dtype.min or np.floor(high) > dtype.max):
+            raise ValueError(
+                f"{caller}: expected a `value_range` that {dtype.name} images can hold, "
+                f"inside [{dtype.min}, {dtype.max}]. Received: value_range=({low:g}, "
+                f"{high:g}) for {dtype.name} images."
+            )
+        return low, high
+
     def _table(self):
         """The fitted patterns as a constant tensor, made once."""
         if self._pattern_tensor is None:
@@ -358,7 +393,7 @@ class ClassPatternRemoval:
     def _remove_tensor(self, images, labels):
         """Removes the patterns from a batch; `labels` are int class indices."""
         return _shift_images(
-            images, -tf.gather(self._table(), labels), self._range(images.dtype),
+            images, -tf.gather(self._table(), labels), self._checked_range(images.dtype),
             caller="ClassPatternRemoval",
         )
 
@@ -383,26 +418,22 @@ class ClassPatternRemoval:
         x = np.asarray(x)
         self._check_shape(x.shape[1:])
         labels = self._class_indices(x, y)
-        low, high = self._range(x.dtype)
-        if x.size and (x.min() < low or x.max() > high):
-            # The stream's check (in `_remove_tensor`), with the values seen.
+        low, high = self._checked_range(x.dtype)
+        if x.size and not _inside(x, (low, high)):
+            # The stream's check (in `_shift_images`), with the values seen.
             raise ValueError(
                 f"ClassPatternRemoval: expected images in value_range=({low:g}, "
-                f"{high:g}); received values in {float(x.min()):g} "
-                f"{float(x.max()):g} Pass the images' range as `value_range`."
+                f"{high:g}). Received: values in [{float(np.nanmin(x)):g}, "
+                f"{float(np.nanmax(x)):g}]{' and NaN' if np.isnan(x).any() else ''}. "
+                "Pass the images' range as `value_range`."
             )
-        try:
-            cleaned = [
-                self._remove_tensor(
-                    tf.convert_to_tensor(x[start : start + _FIT_BATCH]),
-                    labels[start : start + _FIT_BATCH],
-                ).numpy()
-                for start in range(0, len(x), _FIT_BATCH)
-            ]
-        except tf.errors.InvalidArgumentError as error:
-            # The stream's check, raised as the NumPy path's error type.
-            message = error.message.split("Summarized data:")[-1].strip()
-            raise ValueError(message.replace("b'", "").replace("'", "")) from None
+        cleaned = [
+            self._remove_tensor(
+                tf.convert_to_tensor(x[start : start + _FIT_BATCH]),
+                labels[start : start + _FIT_BATCH],
+            ).numpy()
+            for start in range(0, len(x), _FIT_BATCH)
+        ]
         if not cleaned:
             return x.copy(), y
         return np.concatenate(cleaned), y
@@ -439,13 +470,16 @@ class ClassPatternRemoval:
         )
         spec = layout.image_spec
         self._check_shape(spec.shape[1:] if layout.batched else spec.shape)
+        self._checked_range(spec.dtype)
         block = layout.as_blocks()
 
         def clean(*element):
             if not layout.batched:
                 element = tf.nest.map_structure(lambda part: part[None], element)
             images, labels, rest = block.split(element)
-            indices = tf.cast(block.class_indices(labels), tf.int64)
+            indices = _checked_class_indices(
+                block, labels, self.num_classes, "ClassPatternRemoval"
+            )
             cleaned = block.join(self._remove_tensor(images, indices), labels, rest)
             if not layout.batched:
                 cleaned = tf.nest.map_structure(lambda part: part[0], cleaned)
@@ -482,8 +516,8 @@ class ClassPatternSwap:
     class means, `frequencies="all"`: `pattern_c = w_c (m_c - mean_k m_k)`,
     see `ClassPatternRemoval`), then, as the training stream is read, moves
     every image by `pattern_r - pattern_y`, its own class's pattern out and
-    that of a class `r` drawn uniformly at random in, anew for every image
-    on every pass (epoch). Any additive pattern shared by the images of a
+    that of a class `r` drawn uniformly at random in (among the classes the
+    training data holds), anew for every image on every pass (epoch). Any additive pattern shared by the images of a
     class, smooth or not, then appears in the images of every class alike,
     so it predicts nothing; and, unlike removing the whole class means, the
     images keep a natural-looking class mean (one of the ten), so the
@@ -526,8 +560,9 @@ class ClassPatternSwap:
             `None`.
 
     Attributes:
-        patterns, weights, signal_to_noise: after `fit`, as in
-            `ClassPatternRemoval`.
+        patterns, weights, signal_to_noise, class_counts: after `fit`, as
+            in `ClassPatternRemoval`; only classes with a count above zero
+            are drawn.
 
     Example:
 
@@ -572,6 +607,10 @@ class ClassPatternSwap:
     @property
     def signal_to_noise(self):
         return self._estimator.signal_to_noise
+
+    @property
+    def class_counts(self):
+        return self._estimator.class_counts
 
     def fit(self, x, y=None, reference=None):
         """Estimates the patterns from training data; as `ClassPatternRemoval.fit`.
@@ -631,25 +670,31 @@ class ClassPatternSwap:
                 f"Expected images of shape {tuple(self.patterns.shape[1:])} (as "
                 f"fitted). Received: image shape {image_shape}"
             )
+        value_range = self._estimator._checked_range(spec.dtype, caller="ClassPatternSwap")
         block = layout.as_blocks()
         num_classes = self.num_classes
+        present = np.flatnonzero(self._estimator.class_counts > 0).astype(np.int32)
         with tf.init_scope():
             table = tf.constant(self.patterns)
-        value_range = self._estimator.value_range
+            # Only classes seen in training are drawn: an absent class has no
+            # mean to swap in (its pattern is zero).
+            drawable = tf.constant(present)
 
         def swap(element, key):
             if not layout.batched:
                 element = tf.nest.map_structure(lambda part: part[None], element)
             images, labels, rest = block.split(element)
-            own = block.class_indices(labels)
-            drawn = tf.random.stateless_uniform(
+            own = _checked_class_indices(block, labels, num_classes, "ClassPatternSwap")
+            which = tf.random.stateless_uniform(
                 tf.shape(own), seed=tf.stack([key, tf.constant(0, tf.int64)]),
-                minval=0, maxval=num_classes, dtype=tf.int32,
+                minval=0, maxval=len(present), dtype=tf.int32,
             )
-            # Difference first, so an image that draws its own class moves by exactly 0.
+            drawn = tf.gather(drawable, which)
             offsets = tf.gather(table, drawn) - tf.gather(table, own)
-            limits = value_range or default_value_range(images.dtype)
-            moved = _shift_images(images, offsets, limits, caller="ClassPatternSwap")
+            moved = _shift_images(images, offsets, value_range, caller="ClassPatternSwap")
+            # An image that draws its own class is passed through as it came, bit for bit.
+            row_shape = tf.concat([tf.shape(own), tf.ones([tf.rank(images) - 1], tf.int32)], 0)
+            moved = tf.where(tf.reshape(tf.equal(drawn, own), row_shape), images, moved)
             swapped = block.join(moved, labels, rest)
             if not layout.batched:
                 swapped = tf.nest.map_structure(lambda part: part[0], swapped)
@@ -680,33 +725,90 @@ class ClassPatternSwap:
         return f"ClassPatternSwap(num_classes={self.num_classes}, {fitted})"
 
 
+def _work_dtype(dtype):
+    """The float dtype images of `dtype` are shifted in: exact for every pixel value.
+
+    float32 holds every uint8/int16/uint16 and float16 value exactly; float64
+    images, and 32- and 64-bit integers (up to 2**53), need float64.
+    """
+    dtype = tf.as_dtype(dtype)
+    if dtype == tf.float64 or (dtype.is_integer and dtype.size >= 4):
+        return tf.float64
+    return tf.float32
+
+
+def _grey_level_bounds(value_range, dtype):
+    """The range's bounds as values of `dtype` (whole grey levels for integers)."""
+    low, high = value_range
+    if tf.as_dtype(dtype).is_integer:
+        low, high = np.ceil(low), np.floor(high)
+    return low, high
+
+
+def _inside(x, value_range):
+    """Whether NumPy images `x` lie inside the range, compared in their own dtype (NaN is not)."""
+    low, high = _grey_level_bounds(value_range, x.dtype)
+    kind = x.dtype.type
+    return bool(np.all((x >= kind(low)) & (x <= kind(high))))
+
+
 def _shift_images(images, offsets, value_range, caller):
     """`clip(images + offsets)` in `images`' dtype; images outside the range are an error.
 
-    float64 images are worked on in float64: a round trip through float32
-    would change every pixel, even where the offset is zero. Integer images
-    are rounded to whole grey levels.
+    The range is checked in the images' own dtype, as the attacks check it
+    (a float16 image at 0.7 is 0.70019, and inside `(0, 0.7)`). Integer
+    images are rounded to whole grey levels.
     """
-    low, high = value_range
-    work = tf.float64 if images.dtype == tf.float64 else tf.float32
-    values = tf.cast(images, work)
+    low, high = _grey_level_bounds(value_range, images.dtype)
     # Images outside the stated range are an error, never a silent clip.
     inside = tf.debugging.Assert(
-        tf.logical_and(tf.reduce_all(values >= low), tf.reduce_all(values <= high)),
+        tf.logical_and(
+            tf.reduce_all(images >= tf.cast(low, images.dtype)),
+            tf.reduce_all(images <= tf.cast(high, images.dtype)),
+        ),
         [
-            f"{caller}: expected images in value_range=({low:g}, {high:g}); "
-            "received values in",
-            tf.reduce_min(values),
-            tf.reduce_max(values),
+            f"{caller}: expected images in value_range=({value_range[0]:g}, "
+            f"{value_range[1]:g}); received values in",
+            tf.reduce_min(images),
+            tf.reduce_max(images),
             "Pass the images' range as `value_range`.",
         ],
     )
+    work = _work_dtype(images.dtype)
     with tf.control_dependencies([inside]):
-        values = values + tf.cast(offsets, work)
-    values = tf.clip_by_value(values, *bounds_inside((low, high), images.dtype))
+        values = tf.cast(images, work) + tf.cast(offsets, work)
+    values = tf.clip_by_value(values, *bounds_inside(value_range, images.dtype))
     if images.dtype.is_integer:
         values = tf.round(values)
     return tf.cast(values, images.dtype)
+
+
+def _checked_class_indices(block, labels, num_classes, caller):
+    """int32 class indices of a block's labels, asserted in `[0, num_classes)` and whole."""
+    indices = block.class_indices(labels)
+    checks = [
+        tf.debugging.Assert(
+            tf.reduce_all((indices >= 0) & (indices < num_classes)),
+            [
+                f"{caller}: expected labels in [0, {num_classes}) "
+                f"(num_classes={num_classes}). Received: labels in",
+                tf.reduce_min(indices),
+                tf.reduce_max(indices),
+            ],
+        )
+    ]
+    if block.label_format != streams.ONE_HOT and not labels.dtype.is_integer:
+        checks.append(
+            tf.debugging.Assert(
+                tf.reduce_all(tf.equal(labels, tf.round(labels))),
+                [
+                    f"{caller}: expected sparse labels to be whole numbers. "
+                    f"Received: labels of dtype {labels.dtype.name} with fractions."
+                ],
+            )
+        )
+    with tf.control_dependencies(checks):
+        return tf.identity(indices)
 
 
 def _mean_and_noise(sums, squares, counts):

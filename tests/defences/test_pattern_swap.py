@@ -252,3 +252,98 @@ def test_any_shape_any_batching_moves_each_image_by_one_pattern_difference(n, ba
     assert out.shape == x.shape and out.dtype == x.dtype
     assert out.min() >= 0 and out.max() <= 1
     drawn_classes(swap, x, y, out)
+
+
+# ------------------------------------------------- regressions (hostile user) --
+
+
+def test_only_classes_present_in_training_are_drawn():
+    # Classes 4-9 have no images: swapping one in would only remove the own mean.
+    x, y = mid_range_images(n=200)
+    swap = ClassPatternSwap(num_classes=10, seed=0, shrink=False).fit(x, y)
+    np.testing.assert_array_equal(swap.class_counts, [50, 50, 50, 50, 0, 0, 0, 0, 0, 0])
+    out, _ = one_pass(tf.data.Dataset.from_tensor_slices((x, y)).apply(swap))
+    table = swap.patterns
+    candidates = np.clip(x[:, None] + (table[None] - table[y][:, None]), 0, 1)
+    equal = np.all(candidates == out[:, None], axis=(2, 3, 4))
+    # Every image equals a swap with a present class, and no absent class is ever needed.
+    assert np.all(equal[:, :4].any(axis=1))
+    drawn = equal[:, :4].argmax(axis=1)
+    assert set(np.unique(drawn)) == {0, 1, 2, 3}
+
+
+def test_an_own_class_draw_is_bit_identical_even_for_negative_zero():
+    x, y = mid_range_images(n=200)
+    x[:, 0, 0, 0] = -0.0
+    swap = ClassPatternSwap(NUM_CLASSES, seed=0, value_range=(-1, 1)).fit(x, y)
+    out, _ = one_pass(tf.data.Dataset.from_tensor_slices((x, y)).apply(swap))
+    unchanged = np.all(out == x, axis=(1, 2, 3))
+    assert unchanged.sum() > 20
+    np.testing.assert_array_equal(out[unchanged].view(np.uint32), x[unchanged].view(np.uint32))
+
+
+def test_a_range_integer_images_cannot_hold_is_refused_not_wrapped():
+    x, y = mid_range_images(n=32)
+    x8 = np.round(x * 255).astype("uint8")
+    swap = ClassPatternSwap(NUM_CLASSES, seed=0, value_range=(0, 1000)).fit(x8, y)
+    with pytest.raises(ValueError, match=r"value_range.*uint8 images can hold.*\[0, 255\]"):
+        tf.data.Dataset.from_tensor_slices((x8, y)).apply(swap)
+    int8 = (x8 // 2).astype("int8")
+    with pytest.raises(ValueError, match="int8 images can hold"):
+        tf.data.Dataset.from_tensor_slices((int8, y)).apply(ClassPatternSwap(NUM_CLASSES).fit(int8, y))
+    with pytest.raises(ValueError, match="int8 images can hold"):
+        ClassPatternRemoval(NUM_CLASSES).fit(int8, y).remove(int8, y)
+
+
+def test_images_of_another_range_than_fitted_are_refused():
+    x, y = mid_range_images(n=32)
+    x8 = np.round(x * 255).astype("uint8")
+    swap = ClassPatternSwap(NUM_CLASSES, seed=0).fit(x8, y)
+    with pytest.raises(ValueError, match=r"fitted on uint8 images.*Received: float32 images"):
+        tf.data.Dataset.from_tensor_slices((x, y)).apply(swap)
+    removal = ClassPatternRemoval(NUM_CLASSES).fit(x8, y)
+    with pytest.raises(ValueError, match=r"fitted on uint8 images.*Received: float32 images"):
+        removal.remove(x, y)
+    with pytest.raises(ValueError, match=r"fitted on uint8 images"):
+        tf.data.Dataset.from_tensor_slices((x, y)).apply(removal)
+    # Another float dtype of the same range is fine.
+    one_pass(tf.data.Dataset.from_tensor_slices((x.astype("float64"), y)).apply(
+        ClassPatternSwap(NUM_CLASSES, seed=0).fit(x, y)))
+
+
+def test_large_integer_images_are_shifted_exactly():
+    rng = np.random.default_rng(0)
+    y = np.arange(32) % NUM_CLASSES
+    x = (rng.integers(2**28, 2**30, size=(32, 5, 5, 3)) | 1).astype("int32")
+    swap = ClassPatternSwap(NUM_CLASSES, seed=0, value_range=(0, 2**31 - 1)).fit(x, y)
+    out, _ = one_pass(tf.data.Dataset.from_tensor_slices((x, y)).apply(swap))
+    table = swap.patterns.astype("float64")
+    candidates = np.round(x[:, None].astype("float64") + (table[None] - table[y][:, None]))
+    assert np.all(np.any(np.all(candidates == out[:, None], axis=(2, 3, 4)), axis=1))
+    removal = ClassPatternRemoval(NUM_CLASSES, value_range=(0, 2**31 - 1)).fit(x, y)
+    removal.patterns[:] = 0  # nothing to remove: every pixel must come back as it was
+    np.testing.assert_array_equal(removal.remove(x, y)[0], x)
+
+
+@pytest.mark.parametrize("labels", ["too_large", "negative", "fractional"])
+def test_stream_labels_outside_the_classes_are_named_errors(labels):
+    x, y = mid_range_images(n=16)
+    swap = ClassPatternSwap(NUM_CLASSES, seed=0).fit(x, y)
+    removal = ClassPatternRemoval(NUM_CLASSES).fit(x, y)
+    bad = {"too_large": y + NUM_CLASSES, "negative": y - 1,
+           "fractional": y.astype("float32") + 0.5}[labels]
+    match = "whole numbers" if labels == "fractional" else r"labels in \[0, 4\)"
+    for transform in (swap, removal):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            one_pass(tf.data.Dataset.from_tensor_slices((x, bad)).batch(4).apply(transform))
+
+
+def test_float16_images_at_a_range_edge_are_accepted_as_the_attacks_accept_them():
+    x, y = mid_range_images(n=32)
+    x16 = np.clip(x, 0, 0.7).astype("float16")  # 0.7 is held as 0.70019
+    assert float(x16.max()) > 0.7
+    swap = ClassPatternSwap(NUM_CLASSES, seed=0, value_range=(0, 0.7)).fit(x16, y)
+    out, _ = one_pass(tf.data.Dataset.from_tensor_slices((x16, y)).apply(swap))
+    assert out.dtype == np.float16 and float(out.max()) <= float(np.float16(0.7))
+    removal = ClassPatternRemoval(NUM_CLASSES, value_range=(0, 0.7)).fit(x16, y)
+    removal.remove(x16, y)
