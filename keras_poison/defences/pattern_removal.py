@@ -461,31 +461,24 @@ class ClassPatternRemoval:
             The cleaned `tf.data.Dataset`, same element structure.
         """
         self._check_fitted()
+        layout, _ = self._stream_layout(dataset, "ClassPatternRemoval", batched, image_key)
+        clean = _on_blocks(layout, self._remove_tensor, self.num_classes, "ClassPatternRemoval")
+        # map hands a tuple element over as several arguments: pack them again.
+        return dataset.map(
+            lambda *element: clean(element),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+
+    def _stream_layout(self, dataset, caller, batched, image_key):
+        """The stream's layout and value range, checked against what was fitted."""
         layout = streams.describe(
-            dataset,
-            caller="ClassPatternRemoval",
-            batched=batched,
-            image_key=image_key,
+            dataset, caller=caller, batched=batched, image_key=image_key,
             num_classes=self.num_classes,
         )
         spec = layout.image_spec
         self._check_shape(spec.shape[1:] if layout.batched else spec.shape)
-        self._checked_range(spec.dtype)
-        block = layout.as_blocks()
-
-        def clean(*element):
-            if not layout.batched:
-                element = tf.nest.map_structure(lambda part: part[None], element)
-            images, labels, rest = block.split(element)
-            indices = _checked_class_indices(
-                block, labels, self.num_classes, "ClassPatternRemoval"
-            )
-            cleaned = block.join(self._remove_tensor(images, indices), labels, rest)
-            if not layout.batched:
-                cleaned = tf.nest.map_structure(lambda part: part[0], cleaned)
-            return cleaned
-
-        return dataset.map(clean, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return layout, self._checked_range(spec.dtype, caller=caller)
 
     def get_config(self):
         return {
@@ -656,35 +649,17 @@ class ClassPatternSwap:
                 "This ClassPatternSwap is not fitted yet. Call "
                 "`fit(x_train, y_train)` (or `fit(dataset)`) first."
             )
-        layout = streams.describe(
-            dataset,
-            caller="ClassPatternSwap",
-            batched=batched,
-            image_key=image_key,
-            num_classes=self.num_classes,
+        layout, value_range = self._estimator._stream_layout(
+            dataset, "ClassPatternSwap", batched, image_key
         )
-        spec = layout.image_spec
-        image_shape = tuple(spec.shape[1:] if layout.batched else spec.shape)
-        if image_shape != tuple(self.patterns.shape[1:]):
-            raise ValueError(
-                f"Expected images of shape {tuple(self.patterns.shape[1:])} (as "
-                f"fitted). Received: image shape {image_shape}"
-            )
-        value_range = self._estimator._checked_range(spec.dtype, caller="ClassPatternSwap")
-        block = layout.as_blocks()
-        num_classes = self.num_classes
-        present = np.flatnonzero(self._estimator.class_counts > 0).astype(np.int32)
+        present = np.flatnonzero(self.class_counts > 0).astype(np.int32)
         with tf.init_scope():
             table = tf.constant(self.patterns)
             # Only classes seen in training are drawn: an absent class has no
             # mean to swap in (its pattern is zero).
             drawable = tf.constant(present)
 
-        def swap(element, key):
-            if not layout.batched:
-                element = tf.nest.map_structure(lambda part: part[None], element)
-            images, labels, rest = block.split(element)
-            own = _checked_class_indices(block, labels, num_classes, "ClassPatternSwap")
+        def swap(images, own, key):
             which = tf.random.stateless_uniform(
                 tf.shape(own), seed=tf.stack([key, tf.constant(0, tf.int64)]),
                 minval=0, maxval=len(present), dtype=tf.int32,
@@ -694,27 +669,17 @@ class ClassPatternSwap:
             moved = _shift_images(images, offsets, value_range, caller="ClassPatternSwap")
             # An image that draws its own class is passed through as it came, bit for bit.
             row_shape = tf.concat([tf.shape(own), tf.ones([tf.rank(images) - 1], tf.int32)], 0)
-            moved = tf.where(tf.reshape(tf.equal(drawn, own), row_shape), images, moved)
-            swapped = block.join(moved, labels, rest)
-            if not layout.batched:
-                swapped = tf.nest.map_structure(lambda part: part[0], swapped)
-            return swapped
+            return tf.where(tf.reshape(tf.equal(drawn, own), row_shape), images, moved)
 
         keys = tf.data.Dataset.random(seed=self.seed, rerandomize_each_iteration=True)
         return tf.data.Dataset.zip((dataset, keys)).map(
-            swap, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+            _on_blocks(layout, swap, self.num_classes, "ClassPatternSwap"),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
 
     def get_config(self):
-        estimator = self._estimator.get_config()
-        return {
-            "num_classes": self.num_classes,
-            "frequencies": estimator["frequencies"],
-            "kernel_size": estimator["kernel_size"],
-            "value_range": estimator["value_range"],
-            "shrink": estimator["shrink"],
-            "seed": self.seed,
-        }
+        return {**self._estimator.get_config(), "seed": self.seed}
 
     @classmethod
     def from_config(cls, config):
@@ -781,6 +746,28 @@ def _shift_images(images, offsets, value_range, caller):
     if images.dtype.is_integer:
         values = tf.round(values)
     return tf.cast(values, images.dtype)
+
+
+def _on_blocks(layout, function, num_classes, caller):
+    """A `dataset.map` function applying `function(images, class_indices, *extra)` to the images.
+
+    Unbatched elements are treated as blocks of one; labels and everything
+    but the images pass through. `extra` are what the map receives after
+    the element (a zipped key).
+    """
+    block = layout.as_blocks()
+
+    def apply(element, *extra):
+        if not layout.batched:
+            element = tf.nest.map_structure(lambda part: part[None], element)
+        images, labels, rest = block.split(element)
+        indices = _checked_class_indices(block, labels, num_classes, caller)
+        result = block.join(function(images, indices, *extra), labels, rest)
+        if not layout.batched:
+            result = tf.nest.map_structure(lambda part: part[0], result)
+        return result
+
+    return apply
 
 
 def _checked_class_indices(block, labels, num_classes, caller):
