@@ -518,9 +518,11 @@ class ClassPatternSwap:
     unchanged. Apply it to the training stream only.
 
     On the CIFAR-10 subset (with `ImageAugmentation` and `ColourCentering`
-    in front of the model; docs/benchmarks.md §15) it is the defence that
-    holds against `SmoothClassPattern`, the pattern written against
-    `class_pattern_defences()`.
+    in front of the model, `vgg_like()`, 30 epochs, seed 0;
+    docs/benchmarks.md §15) it undid `SmoothClassPattern(epsilon=16/255)`,
+    the pattern written against `class_pattern_defences()`: 64.7% test
+    accuracy against 32.1% undefended and 65.2% clean (recovery 0.98), at
+    1.1 points of clean accuracy (64.2%).
 
     Known adaptive failure: only additive patterns that the class mean
     holds are moved. A pattern that varies from image to image (sample-wise
@@ -533,8 +535,8 @@ class ClassPatternSwap:
     a batched stream, from which the batch's classes follow): every pass
     over the stream (Keras' `fit` starts one per epoch) draws anew, and a
     new stream with the same `seed` and TensorFlow global seed
-    (`keras.utils.set_random_seed`) repeats the same passes. Put it after
-    any `cache()`, which would freeze the first pass's draws. For NumPy
+    (`keras.utils.set_random_seed`) repeats the same passes. Put any
+    `cache()` before it: a cache after it freezes the first pass's draws. For NumPy
     arrays, make a stream: `tf.data.Dataset.from_tensor_slices((x, y))`.
 
     Args:
