@@ -510,10 +510,11 @@ class ClassPatternSwap:
     see `ClassPatternRemoval`), then, as the training stream is read, moves
     every image by `pattern_r - pattern_y`, its own class's pattern out and
     that of a class `r` drawn uniformly at random in (among the classes the
-    training data holds), anew for every image on every pass (epoch). Any additive pattern shared by the images of a
-    class, smooth or not, then appears in the images of every class alike,
-    so it predicts nothing; and, unlike removing the whole class means, the
-    images keep a natural-looking class mean (one of the ten), so the
+    training data holds), anew for every image on every pass (epoch). Any
+    additive pattern shared by the images of a class, smooth or not, then
+    appears in the images of every class alike, so it predicts nothing;
+    and, unlike removing the whole class means, the images keep a
+    natural-looking class mean (one of the classes'), so the
     model still learns on images like the test images, which it sees
     unchanged. Apply it to the training stream only.
 
